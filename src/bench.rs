@@ -1,0 +1,193 @@
+//! `lethe bench`: per-step time and peak memory of the surgery methods against plain
+//! fine-tuning, on the same model and the same samples, in one process.
+
+use crate::data::{self, DataSpec, ForgetSpec};
+use crate::error::Result;
+use crate::pipeline::{load_data_for, LoadedModel};
+use crate::unlearn::method::{Baseline, Method};
+use crate::unlearn::objective::cross_entropy;
+use crate::unlearn::{
+    self, trainable, BatchPlan, MethodKind, Model, Optimizer, StepStats, UnlearnConfig,
+};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// A global allocator that counts live heap bytes and their high-water mark, so that the
+/// benchmark can read each method's peak memory in one process. The binary installs it.
+pub struct PeakAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for PeakAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+fn reset_peak() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+fn peak() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+pub struct BenchJob {
+    pub model: PathBuf,
+    pub data: DataSpec,
+    pub forget: ForgetSpec,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub rounds: usize,
+    pub base: UnlearnConfig,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub method: String,
+    /// Median over rounds of the mean step time.
+    pub step_ms: f64,
+    /// Heap bytes allocated above the level before the run's first step, at most.
+    pub peak_bytes: usize,
+    pub time_vs_ft: f64,
+    pub memory_vs_ft: f64,
+    pub forwards_per_step: f64,
+    pub backwards_per_step: f64,
+}
+
+/// The benchmark's reference step: fine-tuning by cross-entropy on every sample of the batch
+/// (forget and retain rows with their true labels), i.e. one ordinary training step on the
+/// same samples the surgery methods see.
+struct FineTuneAll;
+
+impl Method for FineTuneAll {
+    fn step(
+        &mut self,
+        model: &Model,
+        optimizer: &mut Optimizer,
+        batch: &unlearn::Batch,
+    ) -> Result<StepStats> {
+        let mut labels = batch.forget_labels.clone();
+        labels.extend_from_slice(&batch.retain_labels);
+        let loss = cross_entropy(&model.logits(&batch.images)?, &labels)?;
+        let grads = model.gradients(&loss)?;
+        optimizer.step(model.vars, &grads)?;
+        Ok(StepStats {
+            forwards: 1,
+            backwards: 1,
+            ..Default::default()
+        })
+    }
+}
+
+const METHODS: [&str; 5] = ["ft", "igs", "igs-fast", "egs", "ft-retain-only"];
+
+fn method_for(name: &str, base: &UnlearnConfig) -> Box<dyn Method> {
+    let mut cfg = base.clone();
+    match name {
+        "ft" => Box::new(FineTuneAll),
+        "ft-retain-only" => Box::new(Baseline {
+            kind: MethodKind::Ft,
+        }),
+        "igs" => {
+            cfg.method = MethodKind::Igs;
+            cfg.fast = false;
+            unlearn::make_method(&cfg)
+        }
+        "igs-fast" => {
+            cfg.method = MethodKind::Igs;
+            cfg.fast = true;
+            unlearn::make_method(&cfg)
+        }
+        "egs" => {
+            cfg.method = MethodKind::Egs;
+            unlearn::make_method(&cfg)
+        }
+        other => unreachable!("unknown bench method {other}"),
+    }
+}
+
+pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<BenchRow>> {
+    let reference = LoadedModel::open(&job.model)?;
+    let data = load_data_for(&reference.classifier, &job.data)?;
+    let split = data::select_forget(&data.train, &reference.classifier.labels, &job.forget)?;
+    let device = candle_core::Device::Cpu;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
+    let mut peaks = vec![0usize; METHODS.len()];
+    let mut passes = vec![(0usize, 0usize); METHODS.len()];
+    for round in 0..job.rounds {
+        for (m, name) in METHODS.iter().enumerate() {
+            on_row(name, round);
+            let mut params = reference.params.clone();
+            let specs = reference.classifier.param_specs();
+            let set = trainable::select(&mut params, &specs, &["*".to_string()], &[])?;
+            let mut method = method_for(name, &job.base);
+            let mut optimizer = Optimizer::new(job.base.optimizer, job.base.lr, set.vars.len());
+            let model = Model {
+                classifier: &reference.classifier,
+                params: &params,
+                vars: &set.vars,
+            };
+            // Same seed: every method sees the same batches in the same order.
+            let mut plan = BatchPlan::new(
+                &data.train,
+                &split,
+                reference.classifier.num_labels(),
+                job.batch_size,
+                job.base.seed,
+            );
+            let batches: Vec<unlearn::Batch> = (0..job.warmup + job.steps)
+                .map(|_| plan.next(&data.train, &device))
+                .collect::<Result<_>>()?;
+            let base = reset_peak();
+            for b in &batches[..job.warmup] {
+                method.step(&model, &mut optimizer, b)?;
+            }
+            let start = Instant::now();
+            let (mut f, mut bw) = (0, 0);
+            for b in &batches[job.warmup..] {
+                let s = method.step(&model, &mut optimizer, b)?;
+                f += s.forwards;
+                bw += s.backwards;
+            }
+            times[m].push(start.elapsed().as_secs_f64() * 1000.0 / job.steps as f64);
+            peaks[m] = peaks[m].max(peak().saturating_sub(base));
+            passes[m] = (f, bw);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let ft_time = median(&times[0]);
+    let ft_peak = peaks[0].max(1);
+    Ok(METHODS
+        .iter()
+        .enumerate()
+        .map(|(m, name)| BenchRow {
+            method: name.to_string(),
+            step_ms: median(&times[m]),
+            peak_bytes: peaks[m],
+            time_vs_ft: median(&times[m]) / ft_time,
+            memory_vs_ft: peaks[m] as f64 / ft_peak as f64,
+            forwards_per_step: passes[m].0 as f64 / job.steps as f64,
+            backwards_per_step: passes[m].1 as f64 / job.steps as f64,
+        })
+        .collect())
+}

@@ -1,0 +1,74 @@
+//! The library's error type. Every failure a user can cause is a variant with a message that says
+//! what went wrong and, where there is one, what to do about it. The CLI renders it once.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not a valid checkpoint: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+
+    #[error("{path}: invalid safetensors file: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+
+    #[error("config.json: {0}")]
+    Config(String),
+
+    #[error("unknown model_type {found:?}; lethe knows: {known}")]
+    UnknownArchitecture { found: String, known: String },
+
+    #[error(
+        "tensor {name}: config.json implies shape {expected:?}, the checkpoint holds {found:?}"
+    )]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("tensor {0} is required by the architecture but missing from the checkpoint")]
+    MissingTensor(String),
+
+    #[error("{path}: invalid data file: {reason}")]
+    Data { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Selection(String),
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("training diverged at step {step}: {what} is {value} (lower the learning rate or the dual step size)")]
+    NonFinite {
+        step: usize,
+        what: &'static str,
+        value: f32,
+    },
+
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    #[error("{0}")]
+    Output(String),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! lethe: machine unlearning for trained classifiers with implicit gradient surgery, exported
+//! as safetensors and ONNX and verified with ONNX Runtime.
+
+pub mod arch;
+pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod export;
+pub mod nn;
+pub mod pipeline;
+pub mod report;
+pub mod rng;
+pub mod train;
+pub mod unlearn;
+pub mod verify;
+
+pub use error::{Error, Result};

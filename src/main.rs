@@ -1,0 +1,595 @@
+//! The `lethe` command line: argument parsing and output only; the work is in the library.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lethe::bench::{self, BenchJob, PeakAlloc};
+use lethe::data::{DataSpec, ForgetSpec};
+use lethe::pipeline::{self, TrainJob, UnlearnJob};
+use lethe::report::{self, GateSpec};
+use lethe::train::TrainConfig;
+use lethe::unlearn::{
+    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: PeakAlloc = PeakAlloc;
+
+/// Exit status when the run worked but a gate (or ONNX parity) was not met.
+const EXIT_GATE: u8 = 3;
+
+const DEFAULT_MODEL: &str = "models/fashion-mnist-mlp";
+const DEFAULT_DATA: &str = "fixtures/fashion-mnist";
+
+#[derive(Parser)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Make a trained classifier forget a class or samples, with a bound on the damage to everything else; export safetensors + ONNX, verified by ONNX Runtime.",
+    after_help = "Exit status: 0 success, 1 error, 2 bad usage, 3 a gate or the ONNX parity check was not met."
+)]
+struct Cli {
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars or notes on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Unlearn a forget set from a model, export it, verify it with ONNX Runtime and report.
+    Unlearn(UnlearnArgs),
+    /// Train a classifier from scratch (the bundled model, or a model retrained on the retain set).
+    Train(TrainArgs),
+    /// Measure UA, RA, TA and MIA-efficacy of a model for a forget set.
+    Eval(EvalArgs),
+    /// Compare an exported model.onnx run by ONNX Runtime with the checkpoint run by candle.
+    Verify(VerifyArgs),
+    /// Write the ONNX model of a checkpoint.
+    Export(ExportArgs),
+    /// Time and peak memory per step of igs, igs fast, egs and fine-tuning on the same samples.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Training data: a directory of IDX files (train-*/t10k-*), an *-images-idx3-ubyte[.gz] file,
+    /// a digits *.csv[.gz], or a lethe *.safetensors dataset.
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: PathBuf,
+    /// Test data, when --data is not a directory that holds it.
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Without test data, hold out this share of the training file as the test set.
+    #[arg(long, default_value_t = 0.2)]
+    holdout: f64,
+}
+
+impl DataArgs {
+    fn spec(&self, seed: u64) -> DataSpec {
+        DataSpec {
+            train: self.data.clone(),
+            test: self.test_data.clone(),
+            holdout: self.holdout,
+            seed,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+#[group(multiple = false)]
+struct ForgetArgs {
+    /// Forget a class, by index or label name (e.g. 3 or Dress).
+    #[arg(long)]
+    forget_class: Option<String>,
+    /// Forget the training samples whose indices this file lists.
+    #[arg(long)]
+    forget_indices: Option<PathBuf>,
+    /// Forget a random share of the training data (drawn with --forget-seed).
+    #[arg(long)]
+    forget_fraction: Option<f64>,
+}
+
+impl ForgetArgs {
+    fn spec(&self, seed: u64) -> Option<ForgetSpec> {
+        if let Some(c) = &self.forget_class {
+            Some(ForgetSpec::Class(c.clone()))
+        } else if let Some(p) = &self.forget_indices {
+            Some(ForgetSpec::Indices(p.clone()))
+        } else {
+            self.forget_fraction
+                .map(|fraction| ForgetSpec::Fraction { fraction, seed })
+        }
+    }
+
+    fn required(&self, seed: u64) -> Result<ForgetSpec, lethe::Error> {
+        self.spec(seed).ok_or_else(|| {
+            lethe::Error::Usage(
+                "say what to forget: --forget-class, --forget-indices or --forget-fraction".into(),
+            )
+        })
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerName {
+    Sgd,
+    Adamw,
+}
+
+#[derive(Args, Clone)]
+struct HyperArgs {
+    /// Unlearning method.
+    #[arg(long, value_enum, default_value_t = MethodKind::Igs)]
+    method: MethodKind,
+    /// Forget objective of igs and egs.
+    #[arg(long, value_enum, default_value_t = ForgetObjective::RandomLabel)]
+    objective: ForgetObjective,
+    /// How losses enter the surgery objective: log(x + 1e-8) or as they are.
+    #[arg(long, value_enum, default_value_t = LossForm::Log)]
+    loss_form: LossForm,
+    /// Update rule of igs's dual variable.
+    #[arg(long, value_enum, default_value_t = DualUpdate::Projected)]
+    dual_update: DualUpdate,
+    /// igs: read the retain loss after a step from the next batch (no extra forward pass).
+    #[arg(long)]
+    fast: bool,
+    /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
+    /// values demand an improvement).
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    epsilon: f64,
+    /// Dual step size β.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Initial dual variable λ₀.
+    #[arg(long, default_value_t = 1.0)]
+    lambda0: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
+    optimizer: OptimizerName,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Passes over the retain set.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Number of steps (overrides --epochs).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Forget samples and retain samples per step (each).
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl HyperArgs {
+    fn optimizer(&self) -> OptimizerKind {
+        match self.optimizer {
+            OptimizerName::Sgd => OptimizerKind::Sgd {
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+            OptimizerName::Adamw => OptimizerKind::Adamw {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+            },
+        }
+    }
+
+    fn config(&self) -> UnlearnConfig {
+        UnlearnConfig {
+            method: self.method,
+            objective: self.objective,
+            loss_form: self.loss_form,
+            dual_update: self.dual_update,
+            fast: self.fast,
+            epsilon: self.epsilon,
+            beta: self.beta,
+            lambda0: self.lambda0,
+            optimizer: self.optimizer(),
+            lr: self.lr,
+            epochs: self.epochs,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args)]
+struct UnlearnArgs {
+    /// The model: a checkpoint directory (config.json + safetensors).
+    #[arg(default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    /// Seed of --forget-fraction's draw.
+    #[arg(long, default_value_t = 0)]
+    forget_seed: u64,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Train only parameters matching these globs (repeatable; default: all).
+    #[arg(long = "train", value_name = "GLOB", default_value = "*")]
+    train_patterns: Vec<String>,
+    /// Keep parameters matching these globs frozen (repeatable).
+    #[arg(long = "freeze", value_name = "GLOB")]
+    freeze_patterns: Vec<String>,
+    /// Output directory for the edited checkpoint, model.onnx and report.json.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// A reference model (e.g. retrained on the retain set) to report the gap to.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Gate: TA may fall by at most this many points.
+    #[arg(long)]
+    max_test_drop: Option<f64>,
+    /// Gate: UA must reach this (percent).
+    #[arg(long)]
+    min_ua: Option<f64>,
+    /// Gate: MIA-efficacy must reach this (percent).
+    #[arg(long)]
+    min_mia: Option<f64>,
+    /// Gate: the gap to --reference must be at most this (points).
+    #[arg(long, requires = "reference")]
+    max_gap: Option<f64>,
+    /// Skip the ONNX Runtime check of the exported model.
+    #[arg(long)]
+    no_verify: bool,
+    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then .lethe/onnxruntime/).
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ArchName {
+    Mlp,
+    Cnn,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Leave this forget set out of training (the "retrained on the retain set" gold standard).
+    #[command(flatten)]
+    exclude: ForgetArgs,
+    #[arg(long, default_value_t = 0)]
+    forget_seed: u64,
+    #[arg(long, value_enum, default_value_t = ArchName::Mlp)]
+    arch: ArchName,
+    /// MLP hidden layer widths.
+    #[arg(long, value_delimiter = ',', default_value = "256,128")]
+    hidden: Vec<usize>,
+    /// CNN stage widths.
+    #[arg(long, value_delimiter = ',', default_value = "16,32")]
+    channels: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    kernel_size: usize,
+    /// CNN: batch norm after each convolution.
+    #[arg(long)]
+    batch_norm: bool,
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adamw)]
+    optimizer: OptimizerName,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Keep the learning rate constant instead of cosine decay.
+    #[arg(long)]
+    constant_lr: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output checkpoint directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[arg(long, default_value_t = 0)]
+    forget_seed: u64,
+    /// Seed of the membership-inference attack's sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A directory with config.json, safetensors and model.onnx (as `lethe unlearn --out` writes).
+    dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Compare at most this many samples of each set.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[arg(long, default_value_t = 0)]
+    forget_seed: u64,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Measured steps per method and round.
+    #[arg(long, default_value_t = 40)]
+    bench_steps: usize,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Rounds over all methods (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialises")
+    );
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
+    let progress = !cli.quiet && !cli.json;
+    match &cli.command {
+        Command::Unlearn(a) => {
+            let job = UnlearnJob {
+                model: a.model.clone(),
+                data: a.data.spec(a.hyper.seed),
+                forget: a.forget.required(a.forget_seed)?,
+                train_patterns: a.train_patterns.clone(),
+                freeze_patterns: a.freeze_patterns.clone(),
+                config: a.hyper.config(),
+                out: a.out.clone(),
+                overwrite: a.overwrite,
+                reference: a.reference.clone(),
+                gates: GateSpec {
+                    max_test_drop: a.max_test_drop,
+                    min_ua: a.min_ua,
+                    min_mia: a.min_mia,
+                    max_gap: a.max_gap,
+                },
+                onnxruntime: a.onnxruntime.clone(),
+                verify: !a.no_verify && a.out.is_some(),
+                progress,
+            };
+            if a.out.is_none() && !cli.quiet && !cli.json {
+                eprintln!("note: no --out given: nothing is exported or verified");
+            }
+            let report = pipeline::unlearn(&job)?;
+            if cli.json {
+                print_json(&report);
+            } else if !cli.quiet {
+                print!("{}", report::render(&report));
+            }
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_GATE)
+            })
+        }
+        Command::Train(a) => {
+            let input_shape_and_labels = {
+                let data = lethe::data::load(&a.data.spec(a.seed))?;
+                let classes = data.train.num_classes().max(data.test.num_classes());
+                let labels = data
+                    .train
+                    .label_names
+                    .clone()
+                    .filter(|l| l.len() >= classes)
+                    .unwrap_or_else(|| (0..classes).map(|i| i.to_string()).collect());
+                (data.train.shape, labels)
+            };
+            let (shape, labels) = input_shape_and_labels;
+            let config = match a.arch {
+                ArchName::Mlp => lethe::arch::MlpConfig {
+                    hidden_sizes: a.hidden.clone(),
+                }
+                .to_config(shape, &labels),
+                ArchName::Cnn => lethe::arch::CnnConfig {
+                    channels: a.channels.clone(),
+                    kernel_size: a.kernel_size,
+                    batch_norm: a.batch_norm,
+                }
+                .to_config(shape, &labels),
+            };
+            let optimizer = match a.optimizer {
+                OptimizerName::Sgd => OptimizerKind::Sgd {
+                    momentum: a.momentum,
+                    weight_decay: a.weight_decay,
+                },
+                OptimizerName::Adamw => OptimizerKind::Adamw {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: a.weight_decay,
+                },
+            };
+            let job = TrainJob {
+                config,
+                data: a.data.spec(a.seed),
+                exclude: a.exclude.spec(a.forget_seed),
+                train: TrainConfig {
+                    epochs: a.epochs,
+                    batch_size: a.batch_size,
+                    lr: a.lr,
+                    optimizer,
+                    cosine: !a.constant_lr,
+                    seed: a.seed,
+                },
+                out: a.out.clone(),
+                overwrite: a.overwrite,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+                progress,
+            };
+            let report = pipeline::train_model(&job)?;
+            if cli.json {
+                print_json(&report);
+            } else if !cli.quiet {
+                println!(
+                    "trained {} samples in {:.1} s: train accuracy {:.2} %, test accuracy {:.2} % → {}",
+                    report.train_samples,
+                    report.wall_seconds,
+                    report.train_accuracy,
+                    report.test_accuracy,
+                    report.out
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(a) => {
+            let forget = a.forget.required(a.forget_seed)?;
+            let (m, split) = pipeline::eval(&a.model, &a.data.spec(a.seed), &forget, a.seed)?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "model": a.model.display().to_string(),
+                    "forget": forget.describe(),
+                    "forget_samples": split.forget.len(),
+                    "retain_samples": split.retain.len(),
+                    "metrics": m,
+                }));
+            } else {
+                println!(
+                    "{}: forget {} ({} samples): UA {:.2} %  RA {:.2} %  TA {:.2} %  MIA {:.2} %",
+                    a.model.display(),
+                    forget.describe(),
+                    split.forget.len(),
+                    m.ua,
+                    m.ra,
+                    m.ta,
+                    m.mia
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(a) => {
+            let parity =
+                pipeline::verify_dir(&a.dir, &a.data.spec(0), a.onnxruntime.as_deref(), a.limit)?;
+            if cli.json {
+                print_json(&parity);
+            } else {
+                println!(
+                    "{}: max |Δlogit| ONNX Runtime vs candle = {:.2e} over {} samples (tolerance {:.0e}); ONNX Runtime accuracy {:.2} % — {}",
+                    a.dir.display(),
+                    parity.max_abs_diff,
+                    parity.samples,
+                    parity.tolerance,
+                    parity.onnx_accuracy,
+                    if parity.passed { "ok" } else { "FAILED" }
+                );
+            }
+            Ok(if parity.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_GATE)
+            })
+        }
+        Command::Export(a) => {
+            pipeline::export_onnx(&a.model, &a.out, a.overwrite)?;
+            if !cli.quiet && !cli.json {
+                println!("wrote {}", a.out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => {
+            let forget = a
+                .forget
+                .spec(a.forget_seed)
+                .unwrap_or(ForgetSpec::Class("0".into()));
+            let job = BenchJob {
+                model: a.model.clone(),
+                data: a.data.spec(a.hyper.seed),
+                forget,
+                batch_size: a.hyper.batch_size,
+                steps: a.bench_steps,
+                warmup: a.warmup,
+                rounds: a.rounds.max(1),
+                base: a.hyper.config(),
+            };
+            let rows = bench::run(&job, |name, round| {
+                if progress {
+                    eprintln!("round {} · {name}", round + 1);
+                }
+            })?;
+            if cli.json {
+                print_json(&rows);
+            } else {
+                println!(
+                    "{:<16} {:>10} {:>9} {:>12} {:>9} {:>6} {:>6}",
+                    "method", "ms/step", "× ft", "peak MiB", "× ft", "fwd", "bwd"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<16} {:>10.3} {:>9.3} {:>12.2} {:>9.3} {:>6.1} {:>6.1}",
+                        r.method,
+                        r.step_ms,
+                        r.time_vs_ft,
+                        r.peak_bytes as f64 / (1024.0 * 1024.0),
+                        r.memory_vs_ft,
+                        r.forwards_per_step,
+                        r.backwards_per_step
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

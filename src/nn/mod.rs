@@ -1,0 +1,26 @@
+//! Building blocks. Each block gives its parameter names and shapes, a candle forward pass
+//! (differentiable, for training) and its ONNX emission, so that the trained graph and the
+//! exported graph are two readings of one description.
+
+mod block;
+mod params;
+
+pub use block::{Block, ParamInit, ParamSpec};
+pub use params::{Params, RunningStats};
+
+use candle_core::{Tensor, D};
+
+/// log-softmax over the last dimension from primitive ops, so gradients flow
+/// (candle's fused softmax kernels have no backward). The max is detached: the shift cancels
+/// in the result, so its gradient is zero anyway.
+pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&log_sum)
+}
+
+/// Softmax probabilities for evaluation (no gradient needed).
+pub fn softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
+    log_softmax(logits)?.exp()
+}

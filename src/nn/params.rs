@@ -1,0 +1,50 @@
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use std::collections::BTreeMap;
+
+/// The tensors a forward pass reads, by checkpoint name. Trainable entries are the tensors of
+/// candle `Var`s (sharing storage), so a forward pass through them records gradients; frozen
+/// entries are plain tensors.
+#[derive(Clone, Default)]
+pub struct Params {
+    tensors: BTreeMap<String, Tensor>,
+}
+
+impl Params {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
+        self.tensors.insert(name.into(), tensor);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
+        self.tensors.iter()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// Batch-norm running statistics computed in a training-mode forward pass, applied by the
+/// trainer after the step (name → new value).
+#[derive(Default)]
+pub struct RunningStats {
+    pub updates: Vec<(String, Tensor)>,
+}

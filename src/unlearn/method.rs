@@ -1,0 +1,325 @@
+//! Unlearning methods. Each takes one step on a batch of forget and retain samples: implicit
+//! gradient surgery (the default), explicit gradient surgery, and the baselines. See
+//! docs/method.md for the mathematics.
+
+use super::dual::DualVariable;
+use super::objective::{cross_entropy, ForgetObjective, LossForm};
+use super::optim::Optimizer;
+use crate::arch::Classifier;
+use crate::error::{Error, Result};
+use crate::nn::Params;
+use candle_core::{Tensor, Var};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodKind {
+    /// Implicit gradient surgery: one backward pass a step, dual variable λ.
+    Igs,
+    /// Explicit unilateral gradient surgery: two backward passes, closed-form λ*.
+    Egs,
+    /// Fine-tune on the retain set only.
+    Ft,
+    /// Gradient ascent on the forget set.
+    Ga,
+    /// Gradient ascent on the forget set plus descent on the retain set.
+    Graddiff,
+    /// Random labels on the forget set plus the retain set.
+    Rl,
+}
+
+impl MethodKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MethodKind::Igs => "igs",
+            MethodKind::Egs => "egs",
+            MethodKind::Ft => "ft",
+            MethodKind::Ga => "ga",
+            MethodKind::Graddiff => "graddiff",
+            MethodKind::Rl => "rl",
+        }
+    }
+}
+
+/// One step's samples: forget rows first, then retain rows, in one tensor.
+pub struct Batch {
+    pub images: Tensor,
+    pub n_forget: usize,
+    pub forget_labels: Vec<u32>,
+    pub forget_random_labels: Vec<u32>,
+    pub retain_labels: Vec<u32>,
+}
+
+impl Batch {
+    pub fn forget_images(&self) -> Result<Tensor> {
+        Ok(self.images.narrow(0, 0, self.n_forget)?)
+    }
+    pub fn retain_images(&self) -> Result<Tensor> {
+        let n = self.images.dim(0)?;
+        Ok(self.images.narrow(0, self.n_forget, n - self.n_forget)?)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepStats {
+    /// Forget objective before the step.
+    pub forget_loss: f32,
+    /// Retain cross-entropy before the step.
+    pub retain_loss: f32,
+    /// The dual variable (or λ*) the step used.
+    pub lambda: Option<f32>,
+    pub forwards: usize,
+    pub backwards: usize,
+}
+
+/// The model being edited: architecture, parameters (trainable entries share storage with
+/// `vars`) and the trainable variables.
+pub struct Model<'a> {
+    pub classifier: &'a Classifier,
+    pub params: &'a Params,
+    pub vars: &'a [Var],
+}
+
+impl Model<'_> {
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        self.classifier.forward(self.params, images, None)
+    }
+
+    /// Gradients of `loss` for every trainable variable (zeros where the loss does not reach it).
+    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
+        let store = loss.backward()?;
+        self.vars
+            .iter()
+            .map(|v| match store.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => Ok(v.as_tensor().zeros_like()?),
+            })
+            .collect()
+    }
+}
+
+pub trait Method {
+    fn step(
+        &mut self,
+        model: &Model,
+        optimizer: &mut Optimizer,
+        batch: &Batch,
+    ) -> Result<StepStats>;
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?)
+}
+
+fn check_finite(step_what: &'static str, v: f32) -> Result<f32> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        // The step number is filled in by the run loop.
+        Err(Error::NonFinite {
+            step: 0,
+            what: step_what,
+            value: v,
+        })
+    }
+}
+
+/// Implicit gradient surgery (Zhou et al., NeurIPS 2025): minimise φ(ℓ_f) + λ·φ(ℓ_r) with one
+/// backward pass, then move λ by the observed change of the retain loss against the tolerance ε.
+pub struct ImplicitSurgery {
+    pub objective: ForgetObjective,
+    pub form: LossForm,
+    pub dual: DualVariable,
+    /// Observe the retain loss on the next step's batch instead of a second forward pass.
+    pub fast: bool,
+    previous_retain_phi: Option<f32>,
+}
+
+impl ImplicitSurgery {
+    pub fn new(objective: ForgetObjective, form: LossForm, dual: DualVariable, fast: bool) -> Self {
+        ImplicitSurgery {
+            objective,
+            form,
+            dual,
+            fast,
+            previous_retain_phi: None,
+        }
+    }
+}
+
+impl Method for ImplicitSurgery {
+    fn step(
+        &mut self,
+        model: &Model,
+        optimizer: &mut Optimizer,
+        batch: &Batch,
+    ) -> Result<StepStats> {
+        let logits = model.logits(&batch.images)?;
+        let nf = batch.n_forget;
+        let forget_loss = self
+            .objective
+            .loss(&logits.narrow(0, 0, nf)?, &batch.forget_random_labels)?;
+        let retain_loss = cross_entropy(
+            &logits.narrow(0, nf, batch.retain_labels.len())?,
+            &batch.retain_labels,
+        )?;
+        let lf = check_finite("the forget loss", scalar(&forget_loss)?)?;
+        let lr = check_finite("the retain loss", scalar(&retain_loss)?)?;
+        let retain_phi = self.form.apply_f32(lr);
+        if self.fast {
+            // This batch's retain loss is the "after" reading of the previous step.
+            if let Some(before) = self.previous_retain_phi {
+                self.dual.update(before - retain_phi);
+            }
+        }
+        let lambda = self.dual.weight();
+        check_finite("the dual variable", lambda)?;
+        let total =
+            (self.form.apply(&forget_loss)? + (self.form.apply(&retain_loss)? * lambda as f64)?)?;
+        let grads = model.gradients(&total)?;
+        optimizer.step(model.vars, &grads)?;
+        let mut forwards = 1;
+        if self.fast {
+            self.previous_retain_phi = Some(retain_phi);
+        } else {
+            let after = cross_entropy(
+                &model.logits(&batch.retain_images()?)?,
+                &batch.retain_labels,
+            )?;
+            forwards += 1;
+            let after = check_finite("the retain loss", scalar(&after)?)?;
+            self.dual.update(retain_phi - self.form.apply_f32(after));
+        }
+        Ok(StepStats {
+            forget_loss: lf,
+            retain_loss: lr,
+            lambda: Some(lambda),
+            forwards,
+            backwards: 1,
+        })
+    }
+}
+
+/// Explicit unilateral gradient surgery: d = g_f + λ* g_r with
+/// λ* = max(0, (−⟨g_r, g_f⟩ − ε) / (‖g_r‖² + 1e-8)), from two backward passes.
+pub struct ExplicitSurgery {
+    pub objective: ForgetObjective,
+    pub form: LossForm,
+    pub epsilon: f64,
+}
+
+/// λ* of explicit surgery from the inner product ⟨g_r, g_f⟩ and ‖g_r‖².
+pub fn explicit_lambda(dot_rf: f64, norm_r_sq: f64, epsilon: f64) -> f64 {
+    ((-dot_rf - epsilon) / (norm_r_sq + 1e-8)).max(0.0)
+}
+
+impl Method for ExplicitSurgery {
+    fn step(
+        &mut self,
+        model: &Model,
+        optimizer: &mut Optimizer,
+        batch: &Batch,
+    ) -> Result<StepStats> {
+        // Separate forward passes: each backward then covers only its own half of the batch,
+        // so the two backward passes together cost about one backward over the whole batch.
+        let forget_loss = self.objective.loss(
+            &model.logits(&batch.forget_images()?)?,
+            &batch.forget_random_labels,
+        )?;
+        let retain_loss = cross_entropy(
+            &model.logits(&batch.retain_images()?)?,
+            &batch.retain_labels,
+        )?;
+        let lf = check_finite("the forget loss", scalar(&forget_loss)?)?;
+        let lr = check_finite("the retain loss", scalar(&retain_loss)?)?;
+        let g_f = model.gradients(&self.form.apply(&forget_loss)?)?;
+        let g_r = model.gradients(&self.form.apply(&retain_loss)?)?;
+        let mut dot = 0f64;
+        let mut norm = 0f64;
+        for (f, r) in g_f.iter().zip(&g_r) {
+            dot += scalar(&(f * r)?.sum_all()?)? as f64;
+            norm += scalar(&r.sqr()?.sum_all()?)? as f64;
+        }
+        let lambda = explicit_lambda(dot, norm, self.epsilon);
+        check_finite("λ*", lambda as f32)?;
+        let direction: Vec<Tensor> = if lambda > 0.0 {
+            g_f.iter()
+                .zip(&g_r)
+                .map(|(f, r)| Ok((f + (r * lambda)?)?))
+                .collect::<Result<_>>()?
+        } else {
+            g_f
+        };
+        optimizer.step(model.vars, &direction)?;
+        Ok(StepStats {
+            forget_loss: lf,
+            retain_loss: lr,
+            lambda: Some(lambda as f32),
+            forwards: 2,
+            backwards: 2,
+        })
+    }
+}
+
+/// The baselines: each minimises a fixed weighted sum of terms with one backward pass.
+pub struct Baseline {
+    pub kind: MethodKind,
+}
+
+impl Method for Baseline {
+    fn step(
+        &mut self,
+        model: &Model,
+        optimizer: &mut Optimizer,
+        batch: &Batch,
+    ) -> Result<StepStats> {
+        let nf = batch.n_forget;
+        let nr = batch.retain_labels.len();
+        let (loss, lf, lr) = match self.kind {
+            MethodKind::Ft => {
+                let retain = cross_entropy(
+                    &model.logits(&batch.retain_images()?)?,
+                    &batch.retain_labels,
+                )?;
+                let lr = scalar(&retain)?;
+                (retain, f32::NAN, lr)
+            }
+            MethodKind::Ga => {
+                let forget = cross_entropy(
+                    &model.logits(&batch.forget_images()?)?,
+                    &batch.forget_labels,
+                )?;
+                let lf = scalar(&forget)?;
+                ((forget * -1.0)?, lf, f32::NAN)
+            }
+            MethodKind::Graddiff | MethodKind::Rl => {
+                let logits = model.logits(&batch.images)?;
+                let forget_targets = if self.kind == MethodKind::Rl {
+                    &batch.forget_random_labels
+                } else {
+                    &batch.forget_labels
+                };
+                let forget = cross_entropy(&logits.narrow(0, 0, nf)?, forget_targets)?;
+                let retain = cross_entropy(&logits.narrow(0, nf, nr)?, &batch.retain_labels)?;
+                let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
+                let total = if self.kind == MethodKind::Rl {
+                    (forget + retain)?
+                } else {
+                    (retain - forget)?
+                };
+                (total, lf, lr)
+            }
+            MethodKind::Igs | MethodKind::Egs => unreachable!("not a baseline"),
+        };
+        let value = scalar(&loss)?;
+        check_finite("the loss", value)?;
+        let grads = model.gradients(&loss)?;
+        optimizer.step(model.vars, &grads)?;
+        Ok(StepStats {
+            forget_loss: lf,
+            retain_loss: lr,
+            lambda: None,
+            forwards: 1,
+            backwards: 1,
+        })
+    }
+}

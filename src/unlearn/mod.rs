@@ -1,0 +1,236 @@
+//! Unlearning: the trainable set, objectives, methods, optimizers and the run loop.
+
+pub mod dual;
+pub mod method;
+pub mod objective;
+pub mod optim;
+pub mod trainable;
+
+pub use dual::{DualUpdate, DualVariable};
+pub use method::{Batch, MethodKind, Model, StepStats};
+pub use objective::{ForgetObjective, LossForm};
+pub use optim::{Optimizer, OptimizerKind};
+pub use trainable::TrainableSet;
+
+use crate::arch::Classifier;
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::nn::Params;
+use crate::rng::Rng;
+use candle_core::Device;
+use method::{Baseline, ExplicitSurgery, ImplicitSurgery, Method};
+use std::time::Instant;
+
+/// Everything that decides an unlearning run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UnlearnConfig {
+    pub method: MethodKind,
+    pub objective: ForgetObjective,
+    pub loss_form: LossForm,
+    pub dual_update: DualUpdate,
+    /// igs only: read the retain-loss change from the next batch (no extra forward pass).
+    pub fast: bool,
+    /// Tolerated rise of the retain loss per step (in φ units for igs; for egs the bound on
+    /// −⟨g_r, d⟩).
+    pub epsilon: f64,
+    pub beta: f64,
+    pub lambda0: f64,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub epochs: usize,
+    /// Overrides `epochs` when set.
+    pub steps: Option<usize>,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub forget_loss: f32,
+    pub retain_loss: f32,
+    pub lambda: Option<f32>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunLog {
+    pub steps: Vec<StepRecord>,
+    pub forward_passes: usize,
+    pub backward_passes: usize,
+    pub wall_seconds: f64,
+}
+
+/// Builds the method object for a configuration.
+pub fn make_method(cfg: &UnlearnConfig) -> Box<dyn Method> {
+    match cfg.method {
+        MethodKind::Igs => Box::new(ImplicitSurgery::new(
+            cfg.objective,
+            cfg.loss_form,
+            DualVariable::new(cfg.dual_update, cfg.lambda0, cfg.beta, cfg.epsilon),
+            cfg.fast,
+        )),
+        MethodKind::Egs => Box::new(ExplicitSurgery {
+            objective: cfg.objective,
+            form: cfg.loss_form,
+            epsilon: cfg.epsilon,
+        }),
+        kind => Box::new(Baseline { kind }),
+    }
+}
+
+/// Draws the batches of a run: the retain set in seeded epochs, the forget set cycled alongside.
+pub struct BatchPlan {
+    retain_order: Vec<usize>,
+    forget_order: Vec<usize>,
+    retain_pos: usize,
+    forget_pos: usize,
+    batch_size: usize,
+    rng: Rng,
+    /// A fixed random wrong label for every training sample (used for forget samples).
+    random_labels: Vec<u32>,
+}
+
+impl BatchPlan {
+    pub fn new(
+        train: &Dataset,
+        split: &Split,
+        classes: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
+        let mut rng = Rng::derived(seed, "batches");
+        let mut label_rng = Rng::derived(seed, "random-labels");
+        let random_labels = objective::random_wrong_labels(&train.labels, classes, &mut label_rng);
+        let mut retain_order = split.retain.clone();
+        let mut forget_order = split.forget.clone();
+        rng.shuffle(&mut retain_order);
+        rng.shuffle(&mut forget_order);
+        BatchPlan {
+            retain_order,
+            forget_order,
+            retain_pos: 0,
+            forget_pos: 0,
+            batch_size,
+            rng,
+            random_labels,
+        }
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.retain_order.len().div_ceil(self.batch_size)
+    }
+
+    fn take(order: &mut [usize], pos: &mut usize, n: usize, rng: &mut Rng) -> Vec<usize> {
+        let n = n.min(order.len());
+        if *pos + n > order.len() {
+            rng.shuffle(order);
+            *pos = 0;
+        }
+        let out = order[*pos..*pos + n].to_vec();
+        *pos += n;
+        out
+    }
+
+    pub fn next(&mut self, train: &Dataset, device: &Device) -> Result<Batch> {
+        let forget = Self::take(
+            &mut self.forget_order,
+            &mut self.forget_pos,
+            self.batch_size,
+            &mut self.rng,
+        );
+        let retain = Self::take(
+            &mut self.retain_order,
+            &mut self.retain_pos,
+            self.batch_size,
+            &mut self.rng,
+        );
+        let mut both = forget.clone();
+        both.extend_from_slice(&retain);
+        let (images, labels) = train.batch(&both, device)?;
+        Ok(Batch {
+            images,
+            n_forget: forget.len(),
+            forget_labels: labels[..forget.len()].to_vec(),
+            forget_random_labels: forget.iter().map(|&i| self.random_labels[i]).collect(),
+            retain_labels: labels[forget.len()..].to_vec(),
+        })
+    }
+}
+
+/// Runs unlearning in place on the trainable variables of `params`.
+pub fn run(
+    classifier: &Classifier,
+    params: &Params,
+    trainable: &TrainableSet,
+    train: &Dataset,
+    split: &Split,
+    cfg: &UnlearnConfig,
+    progress: &indicatif::ProgressBar,
+) -> Result<RunLog> {
+    if cfg.batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be positive".into()));
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+        return Err(Error::Usage("--lr must be a positive number".into()));
+    }
+    let device = Device::Cpu;
+    let mut plan = BatchPlan::new(
+        train,
+        split,
+        classifier.num_labels(),
+        cfg.batch_size,
+        cfg.seed,
+    );
+    let total_steps = cfg.steps.unwrap_or(cfg.epochs * plan.steps_per_epoch());
+    if total_steps == 0 {
+        return Err(Error::Usage(
+            "the run has no steps: raise --epochs or --steps".into(),
+        ));
+    }
+    let mut method = make_method(cfg);
+    let mut optimizer = Optimizer::new(cfg.optimizer, cfg.lr, trainable.vars.len());
+    let model = Model {
+        classifier,
+        params,
+        vars: &trainable.vars,
+    };
+    progress.set_length(total_steps as u64);
+    let mut log = RunLog::default();
+    let start = Instant::now();
+    for step in 0..total_steps {
+        let batch = plan.next(train, &device)?;
+        let stats = method
+            .step(&model, &mut optimizer, &batch)
+            .map_err(|e| match e {
+                Error::NonFinite { what, value, .. } => Error::NonFinite { step, what, value },
+                other => other,
+            })?;
+        log.forward_passes += stats.forwards;
+        log.backward_passes += stats.backwards;
+        log.steps.push(StepRecord {
+            step,
+            forget_loss: stats.forget_loss,
+            retain_loss: stats.retain_loss,
+            lambda: stats.lambda,
+        });
+        progress.set_message(step_message(&stats));
+        progress.inc(1);
+    }
+    log.wall_seconds = start.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    Ok(log)
+}
+
+fn step_message(s: &StepStats) -> String {
+    let mut m = String::new();
+    if s.forget_loss.is_finite() {
+        m.push_str(&format!("forget {:.4}  ", s.forget_loss));
+    }
+    if s.retain_loss.is_finite() {
+        m.push_str(&format!("retain {:.4}  ", s.retain_loss));
+    }
+    if let Some(l) = s.lambda {
+        m.push_str(&format!("λ {l:.4}"));
+    }
+    m
+}

@@ -1,0 +1,93 @@
+//! Optimizers over the trainable `Var`s, taking the update direction explicitly so that a method
+//! can step along a gradient it composed itself (explicit surgery's d = g_f + λ* g_r).
+
+use crate::error::Result;
+use candle_core::{Tensor, Var};
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// PyTorch semantics: g ← g + wd·θ; b ← μ·b + g; θ ← θ − lr·b.
+    Sgd { momentum: f64, weight_decay: f64 },
+    /// Decoupled weight decay (Loshchilov & Hutter).
+    Adamw {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+}
+
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    step: usize,
+    first: Vec<Option<Tensor>>,
+    second: Vec<Option<Tensor>>,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, lr: f64, num_vars: usize) -> Self {
+        Optimizer {
+            kind,
+            lr,
+            step: 0,
+            first: vec![None; num_vars],
+            second: vec![None; num_vars],
+        }
+    }
+
+    pub fn step(&mut self, vars: &[Var], directions: &[Tensor]) -> Result<()> {
+        self.step += 1;
+        for (i, (var, g)) in vars.iter().zip(directions).enumerate() {
+            let theta = var.as_tensor().detach();
+            let next = match self.kind {
+                OptimizerKind::Sgd {
+                    momentum,
+                    weight_decay,
+                } => {
+                    let g = if weight_decay != 0.0 {
+                        (g + (&theta * weight_decay)?)?
+                    } else {
+                        g.clone()
+                    };
+                    let update = if momentum != 0.0 {
+                        let buf = match &self.first[i] {
+                            Some(b) => ((b * momentum)? + &g)?,
+                            None => g,
+                        };
+                        self.first[i] = Some(buf.clone());
+                        buf
+                    } else {
+                        g
+                    };
+                    (theta - (update * self.lr)?)?
+                }
+                OptimizerKind::Adamw {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    let m = match &self.first[i] {
+                        Some(m) => ((m * beta1)? + (g * (1.0 - beta1))?)?,
+                        None => (g * (1.0 - beta1))?,
+                    };
+                    let v = match &self.second[i] {
+                        Some(v) => ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?,
+                        None => (g.sqr()? * (1.0 - beta2))?,
+                    };
+                    self.first[i] = Some(m.clone());
+                    self.second[i] = Some(v.clone());
+                    let m_hat = (m / (1.0 - beta1.powi(self.step as i32)))?;
+                    let v_hat = (v / (1.0 - beta2.powi(self.step as i32)))?;
+                    let adam = (m_hat / (v_hat.sqrt()? + eps)?)?;
+                    let decayed = (&theta * (1.0 - self.lr * weight_decay))?;
+                    (decayed - (adam * self.lr)?)?
+                }
+            };
+            var.set(&next)?;
+        }
+        Ok(())
+    }
+}
