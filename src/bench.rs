@@ -127,6 +127,11 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
     let data = load_data_for(&reference.classifier, &job.data)?;
     let split = data::select_forget(&data.train, &reference.classifier.labels, &job.forget)?;
     let device = candle_core::Device::Cpu;
+    let sets = crate::verify::metrics::EvalSets::new(&data.train, &data.test, &split);
+    let (_, logits) = crate::pipeline::evaluate(&reference, &sets, job.base.seed)?;
+    let mut base = job.base.clone();
+    base.held_out_loss =
+        crate::pipeline::held_out_loss(&logits, &sets, reference.classifier.num_labels())?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     let mut peaks = vec![0usize; METHODS.len()];
     let mut passes = vec![(0usize, 0usize); METHODS.len()];
@@ -136,8 +141,8 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
             let mut params = reference.params.clone();
             let specs = reference.classifier.param_specs();
             let set = trainable::select(&mut params, &specs, &["*".to_string()], &[])?;
-            let mut method = method_for(name, &job.base);
-            let mut optimizer = Optimizer::new(job.base.optimizer, job.base.lr, set.vars.len());
+            let mut method = method_for(name, &base);
+            let mut optimizer = Optimizer::new(base.optimizer, base.lr, set.vars.len());
             let model = Model {
                 classifier: &reference.classifier,
                 params: &params,
@@ -149,12 +154,13 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
                 &split,
                 reference.classifier.num_labels(),
                 job.batch_size,
-                job.base.seed,
+                job.batch_size,
+                base.seed,
             );
             let batches: Vec<unlearn::Batch> = (0..job.warmup + job.steps)
                 .map(|_| plan.next(&data.train, &device))
                 .collect::<Result<_>>()?;
-            let base = reset_peak();
+            let live_before = reset_peak();
             for b in &batches[..job.warmup] {
                 method.step(&model, &mut optimizer, b)?;
             }
@@ -166,7 +172,7 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
                 bw += s.backwards;
             }
             times[m].push(start.elapsed().as_secs_f64() * 1000.0 / job.steps as f64);
-            peaks[m] = peaks[m].max(peak().saturating_sub(base));
+            peaks[m] = peaks[m].max(peak().saturating_sub(live_before));
             passes[m] = (f, bw);
         }
     }

@@ -126,12 +126,14 @@ struct HyperArgs {
     /// Unlearning method.
     #[arg(long, value_enum, default_value_t = MethodKind::Igs)]
     method: MethodKind,
-    /// Forget objective of igs and egs.
-    #[arg(long, value_enum, default_value_t = ForgetObjective::RandomLabel)]
-    objective: ForgetObjective,
-    /// How losses enter the surgery objective: log(x + 1e-8) or as they are.
-    #[arg(long, value_enum, default_value_t = LossForm::Log)]
-    loss_form: LossForm,
+    /// Forget objective of igs and egs [default: random-label for a class, held-out-level for
+    /// samples].
+    #[arg(long, value_enum)]
+    objective: Option<ForgetObjective>,
+    /// How losses enter the surgery objective: log(x + 1e-8) or as they are [default: plain for
+    /// held-out-level, else log].
+    #[arg(long, value_enum)]
+    loss_form: Option<LossForm>,
     /// Update rule of igs's dual variable.
     #[arg(long, value_enum, default_value_t = DualUpdate::Projected)]
     dual_update: DualUpdate,
@@ -140,18 +142,18 @@ struct HyperArgs {
     fast: bool,
     /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
     /// values demand an improvement).
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     epsilon: f64,
     /// Dual step size β.
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
     /// Initial dual variable λ₀.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 5.0)]
     lambda0: f64,
     #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
     optimizer: OptimizerName,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.003)]
     lr: f64,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -164,9 +166,12 @@ struct HyperArgs {
     /// Number of steps (overrides --epochs).
     #[arg(long)]
     steps: Option<usize>,
-    /// Forget samples and retain samples per step (each).
+    /// Retain samples per step (and forget samples, unless --forget-batch-size is given).
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Forget samples per step.
+    #[arg(long)]
+    forget_batch_size: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -187,11 +192,17 @@ impl HyperArgs {
         }
     }
 
-    fn config(&self) -> UnlearnConfig {
+    fn config(&self, forget: &ForgetSpec) -> UnlearnConfig {
+        let objective = self
+            .objective
+            .unwrap_or_else(|| ForgetObjective::default_for(forget));
         UnlearnConfig {
             method: self.method,
-            objective: self.objective,
-            loss_form: self.loss_form,
+            objective,
+            held_out_loss: f32::NAN,
+            loss_form: self
+                .loss_form
+                .unwrap_or_else(|| LossForm::default_for(objective)),
             dual_update: self.dual_update,
             fast: self.fast,
             epsilon: self.epsilon,
@@ -202,6 +213,7 @@ impl HyperArgs {
             epochs: self.epochs,
             steps: self.steps,
             batch_size: self.batch_size,
+            forget_batch_size: self.forget_batch_size,
             seed: self.seed,
         }
     }
@@ -391,13 +403,14 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
     let progress = !cli.quiet && !cli.json;
     match &cli.command {
         Command::Unlearn(a) => {
+            let forget = a.forget.required(a.forget_seed)?;
             let job = UnlearnJob {
                 model: a.model.clone(),
                 data: a.data.spec(a.hyper.seed),
-                forget: a.forget.required(a.forget_seed)?,
+                config: a.hyper.config(&forget),
+                forget,
                 train_patterns: a.train_patterns.clone(),
                 freeze_patterns: a.freeze_patterns.clone(),
-                config: a.hyper.config(),
                 out: a.out.clone(),
                 overwrite: a.overwrite,
                 reference: a.reference.clone(),
@@ -557,12 +570,12 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
             let job = BenchJob {
                 model: a.model.clone(),
                 data: a.data.spec(a.hyper.seed),
-                forget,
+                forget: forget.clone(),
                 batch_size: a.hyper.batch_size,
                 steps: a.bench_steps,
                 warmup: a.warmup,
                 rounds: a.rounds.max(1),
-                base: a.hyper.config(),
+                base: a.hyper.config(&forget),
             };
             let rows = bench::run(&job, |name, round| {
                 if progress {

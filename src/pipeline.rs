@@ -114,6 +114,16 @@ pub fn evaluate(model: &LoadedModel, sets: &EvalSets, seed: u64) -> Result<(Metr
     Ok((m, logits))
 }
 
+/// Mean cross-entropy on the test samples: the loss level of data the model never saw.
+pub fn held_out_loss(logits: &SetLogits, sets: &EvalSets, classes: usize) -> Result<f32> {
+    let labels: Vec<u32> = sets
+        .test_indices
+        .iter()
+        .map(|&i| sets.test.labels[i])
+        .collect();
+    metrics::mean_cross_entropy(&logits.test, &labels, classes)
+}
+
 /// Runs an unlearning job. Returns the report; `report.passed` says whether every gate held.
 pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
     let mut model = LoadedModel::open(&job.model)?;
@@ -137,7 +147,9 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
     };
     let sets = EvalSets::new(&data.train, &data.test, &split);
     let seed = job.config.seed;
-    let (before, _) = evaluate(&model, &sets, seed)?;
+    let (before, before_logits) = evaluate(&model, &sets, seed)?;
+    let mut config = job.config.clone();
+    config.held_out_loss = held_out_loss(&before_logits, &sets, model.classifier.num_labels())?;
     let reference = match &job.reference {
         Some(dir) => {
             let r = LoadedModel::open(dir)?;
@@ -163,7 +175,7 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
         &trainable,
         &data.train,
         &split,
-        &job.config,
+        &config,
         &bar,
     )?;
     let (after, after_logits) = evaluate(&model, &sets, seed)?;
@@ -223,7 +235,7 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
             retain_samples: split.retain.len(),
             test_samples: sets.test_indices.len(),
         },
-        config: job.config.clone(),
+        config,
         metrics,
         run: RunSummary::from_log(&log),
         outputs,
@@ -425,7 +437,10 @@ fn model_card(job: &TrainJob, r: &TrainReport, data: &Data) -> String {
     let last = r.history.last();
     format!(
         "# {model_type} classifier\n\n\
-Trained from scratch by lethe {version}.\n\n\
+Trained from scratch by lethe {version}. Input: {shape:?} images scaled to [0, 1]; output: \
+logits over {classes} classes ({labels}). The ONNX model beside the weights takes `pixel_values` \
+[batch, C, H, W] and returns `logits` [batch, classes].\n\n\
+Architecture (config.json): `{arch}`\n\n\
 Command:\n\n    {command}\n\n\
 Data: {train} ({n} training samples{excluded}); test set {test}.\n\n\
 | figure | value |\n|---|---|\n\
@@ -435,6 +450,15 @@ Data: {train} ({n} training samples{excluded}); test set {test}.\n\n\
 | epochs | {epochs} |\n\
 | wall time | {wall:.1} s |\n",
         model_type = job.config["model_type"].as_str().unwrap_or("?"),
+        shape = data.train.shape,
+        classes = job.config["id2label"].as_object().map_or(0, |m| m.len()),
+        labels = data
+            .train
+            .label_names
+            .as_ref()
+            .map(|l| l.join(", "))
+            .unwrap_or_else(|| "numbered".into()),
+        arch = job.config,
         version = env!("CARGO_PKG_VERSION"),
         command = job.command,
         train = data.train.source,

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use lethe::arch::Classifier;
-use lethe::unlearn::objective::{cross_entropy, ForgetObjective};
+use lethe::unlearn::objective::{cross_entropy, ForgetLoss, ForgetObjective};
 use lethe::unlearn::trainable;
 
 fn every_trainable_parameter_gets_a_gradient(config: serde_json::Value) {
@@ -19,9 +19,19 @@ fn every_trainable_parameter_gets_a_gradient(config: serde_json::Value) {
     let x = Tensor::from_vec(x, (6, c, h, w), &Device::Cpu).unwrap();
     let logits = classifier.forward(&params, &x, None).unwrap();
     let labels = [0u32, 1, 2, 0, 1, 2];
-    for objective in [ForgetObjective::RandomLabel, ForgetObjective::KlUniform] {
-        let forget = objective
-            .loss(&logits.narrow(0, 0, 3).unwrap(), &labels[..3])
+    for objective in [
+        ForgetObjective::RandomLabel,
+        ForgetObjective::KlUniform,
+        ForgetObjective::HeldOutLevel,
+    ] {
+        // τ above any reachable loss keeps the held-out-level objective active.
+        let forget_loss = ForgetLoss {
+            objective,
+            held_out_loss: 100.0,
+        };
+        let random = [1u32, 2, 0];
+        let forget = forget_loss
+            .loss(&logits.narrow(0, 0, 3).unwrap(), &labels[..3], &random)
             .unwrap();
         let retain = cross_entropy(&logits.narrow(0, 3, 3).unwrap(), &labels[3..]).unwrap();
         let total = ((forget + 1e-8).unwrap().log().unwrap() + (retain * 0.5).unwrap()).unwrap();

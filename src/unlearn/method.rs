@@ -3,7 +3,7 @@
 //! docs/method.md for the mathematics.
 
 use super::dual::DualVariable;
-use super::objective::{cross_entropy, ForgetObjective, LossForm};
+use super::objective::{cross_entropy, ForgetLoss, LossForm};
 use super::optim::Optimizer;
 use crate::arch::Classifier;
 use crate::error::{Error, Result};
@@ -126,7 +126,7 @@ fn check_finite(step_what: &'static str, v: f32) -> Result<f32> {
 /// Implicit gradient surgery (Zhou et al., NeurIPS 2025): minimise φ(ℓ_f) + λ·φ(ℓ_r) with one
 /// backward pass, then move λ by the observed change of the retain loss against the tolerance ε.
 pub struct ImplicitSurgery {
-    pub objective: ForgetObjective,
+    pub objective: ForgetLoss,
     pub form: LossForm,
     pub dual: DualVariable,
     /// Observe the retain loss on the next step's batch instead of a second forward pass.
@@ -135,7 +135,7 @@ pub struct ImplicitSurgery {
 }
 
 impl ImplicitSurgery {
-    pub fn new(objective: ForgetObjective, form: LossForm, dual: DualVariable, fast: bool) -> Self {
+    pub fn new(objective: ForgetLoss, form: LossForm, dual: DualVariable, fast: bool) -> Self {
         ImplicitSurgery {
             objective,
             form,
@@ -155,9 +155,11 @@ impl Method for ImplicitSurgery {
     ) -> Result<StepStats> {
         let logits = model.logits(&batch.images)?;
         let nf = batch.n_forget;
-        let forget_loss = self
-            .objective
-            .loss(&logits.narrow(0, 0, nf)?, &batch.forget_random_labels)?;
+        let forget_loss = self.objective.loss(
+            &logits.narrow(0, 0, nf)?,
+            &batch.forget_labels,
+            &batch.forget_random_labels,
+        )?;
         let retain_loss = cross_entropy(
             &logits.narrow(0, nf, batch.retain_labels.len())?,
             &batch.retain_labels,
@@ -202,7 +204,7 @@ impl Method for ImplicitSurgery {
 /// Explicit unilateral gradient surgery: d = g_f + λ* g_r with
 /// λ* = max(0, (−⟨g_r, g_f⟩ − ε) / (‖g_r‖² + 1e-8)), from two backward passes.
 pub struct ExplicitSurgery {
-    pub objective: ForgetObjective,
+    pub objective: ForgetLoss,
     pub form: LossForm,
     pub epsilon: f64,
 }
@@ -223,6 +225,7 @@ impl Method for ExplicitSurgery {
         // so the two backward passes together cost about one backward over the whole batch.
         let forget_loss = self.objective.loss(
             &model.logits(&batch.forget_images()?)?,
+            &batch.forget_labels,
             &batch.forget_random_labels,
         )?;
         let retain_loss = cross_entropy(

@@ -26,6 +26,8 @@ use std::time::Instant;
 pub struct UnlearnConfig {
     pub method: MethodKind,
     pub objective: ForgetObjective,
+    /// Mean test cross-entropy of the model before unlearning (τ of the held-out-level objective).
+    pub held_out_loss: f32,
     pub loss_form: LossForm,
     pub dual_update: DualUpdate,
     /// igs only: read the retain-loss change from the next batch (no extra forward pass).
@@ -41,6 +43,8 @@ pub struct UnlearnConfig {
     /// Overrides `epochs` when set.
     pub steps: Option<usize>,
     pub batch_size: usize,
+    /// Forget samples per step (default: `batch_size`).
+    pub forget_batch_size: Option<usize>,
     pub seed: u64,
 }
 
@@ -62,15 +66,19 @@ pub struct RunLog {
 
 /// Builds the method object for a configuration.
 pub fn make_method(cfg: &UnlearnConfig) -> Box<dyn Method> {
+    let forget_loss = objective::ForgetLoss {
+        objective: cfg.objective,
+        held_out_loss: cfg.held_out_loss,
+    };
     match cfg.method {
         MethodKind::Igs => Box::new(ImplicitSurgery::new(
-            cfg.objective,
+            forget_loss,
             cfg.loss_form,
             DualVariable::new(cfg.dual_update, cfg.lambda0, cfg.beta, cfg.epsilon),
             cfg.fast,
         )),
         MethodKind::Egs => Box::new(ExplicitSurgery {
-            objective: cfg.objective,
+            objective: forget_loss,
             form: cfg.loss_form,
             epsilon: cfg.epsilon,
         }),
@@ -85,6 +93,7 @@ pub struct BatchPlan {
     retain_pos: usize,
     forget_pos: usize,
     batch_size: usize,
+    forget_batch_size: usize,
     rng: Rng,
     /// A fixed random wrong label for every training sample (used for forget samples).
     random_labels: Vec<u32>,
@@ -96,6 +105,7 @@ impl BatchPlan {
         split: &Split,
         classes: usize,
         batch_size: usize,
+        forget_batch_size: usize,
         seed: u64,
     ) -> Self {
         let mut rng = Rng::derived(seed, "batches");
@@ -111,6 +121,7 @@ impl BatchPlan {
             retain_pos: 0,
             forget_pos: 0,
             batch_size,
+            forget_batch_size,
             rng,
             random_labels,
         }
@@ -135,7 +146,7 @@ impl BatchPlan {
         let forget = Self::take(
             &mut self.forget_order,
             &mut self.forget_pos,
-            self.batch_size,
+            self.forget_batch_size,
             &mut self.rng,
         );
         let retain = Self::take(
@@ -174,11 +185,16 @@ pub fn run(
         return Err(Error::Usage("--lr must be a positive number".into()));
     }
     let device = Device::Cpu;
+    let forget_batch = cfg.forget_batch_size.unwrap_or(cfg.batch_size);
+    if forget_batch == 0 {
+        return Err(Error::Usage("--forget-batch-size must be positive".into()));
+    }
     let mut plan = BatchPlan::new(
         train,
         split,
         classifier.num_labels(),
         cfg.batch_size,
+        forget_batch,
         cfg.seed,
     );
     let total_steps = cfg.steps.unwrap_or(cfg.epochs * plan.steps_per_epoch());

@@ -12,14 +12,46 @@ pub enum ForgetObjective {
     RandomLabel,
     /// KL divergence from the uniform distribution to the model's prediction.
     KlUniform,
+    /// Raise the forget set's cross-entropy (true labels) to the model's loss on held-out data,
+    /// and no further: max(0, τ − CE_forget), τ = mean test cross-entropy before unlearning.
+    /// For forgetting random samples, whose forgotten state is "looks like unseen data".
+    HeldOutLevel,
 }
 
 impl ForgetObjective {
-    /// The forget loss on a batch; `random_labels` holds each sample's random wrong label.
-    pub fn loss(&self, logits: &Tensor, random_labels: &[u32]) -> Result<Tensor> {
-        match self {
+    /// The objective a forget set calls for when none is chosen: a forgotten class should be
+    /// predicted as anything but itself; forgotten samples should look like unseen data.
+    pub fn default_for(forget: &crate::data::ForgetSpec) -> ForgetObjective {
+        match forget {
+            crate::data::ForgetSpec::Class(_) => ForgetObjective::RandomLabel,
+            _ => ForgetObjective::HeldOutLevel,
+        }
+    }
+}
+
+/// A forget objective with what it needs besides the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct ForgetLoss {
+    pub objective: ForgetObjective,
+    /// τ of [`ForgetObjective::HeldOutLevel`].
+    pub held_out_loss: f32,
+}
+
+impl ForgetLoss {
+    /// The forget loss on forget logits; labels are the samples' true and random wrong labels.
+    pub fn loss(
+        &self,
+        logits: &Tensor,
+        true_labels: &[u32],
+        random_labels: &[u32],
+    ) -> Result<Tensor> {
+        match self.objective {
             ForgetObjective::RandomLabel => cross_entropy(logits, random_labels),
             ForgetObjective::KlUniform => kl_from_uniform(logits),
+            ForgetObjective::HeldOutLevel => {
+                let ce = cross_entropy(logits, true_labels)?;
+                Ok(((ce * -1.0)? + self.held_out_loss as f64)?.relu()?)
+            }
         }
     }
 }
@@ -76,6 +108,15 @@ pub enum LossForm {
 }
 
 impl LossForm {
+    /// The log form suits objectives that approach zero smoothly; the held-out-level objective
+    /// reaches zero exactly, where log would blow its gradient up, so it takes the plain form.
+    pub fn default_for(objective: ForgetObjective) -> LossForm {
+        match objective {
+            ForgetObjective::HeldOutLevel => LossForm::Plain,
+            _ => LossForm::Log,
+        }
+    }
+
     pub fn apply(&self, loss: &Tensor) -> Result<Tensor> {
         Ok(match self {
             LossForm::Log => (loss + 1e-8)?.log()?,

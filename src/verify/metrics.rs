@@ -58,6 +58,12 @@ pub fn predictions(logits: &[f32], labels: &[u32], classes: usize) -> Result<Pre
     })
 }
 
+/// Mean cross-entropy of logits against labels.
+pub fn mean_cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> Result<f32> {
+    let t = candle_core::Tensor::from_slice(logits, (labels.len(), classes), &Device::Cpu)?;
+    Ok(crate::unlearn::objective::cross_entropy(&t, labels)?.to_scalar::<f32>()?)
+}
+
 pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
     if labels.is_empty() {
         return f64::NAN;
