@@ -60,9 +60,11 @@ pub struct BenchJob {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchRow {
     pub method: String,
-    /// Median over rounds of the mean step time.
+    /// Median step time over every measured step of every round (robust to the odd step
+    /// slowed by something else on the machine).
     pub step_ms: f64,
-    /// Heap bytes allocated above the level before the run's first step, at most.
+    /// Heap bytes allocated above the level before the method's first step, at most (the
+    /// smallest such peak over the rounds).
     pub peak_bytes: usize,
     pub time_vs_ft: f64,
     pub memory_vs_ft: f64,
@@ -133,7 +135,9 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
     base.held_out_loss =
         crate::pipeline::held_out_loss(&logits, &sets, reference.classifier.num_labels())?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
-    let mut peaks = vec![0usize; METHODS.len()];
+    // The smallest peak over rounds: the first round also pays one-time allocations (thread
+    // pools, kernel caches) that belong to whichever method happens to run first.
+    let mut peaks = vec![usize::MAX; METHODS.len()];
     let mut passes = vec![(0usize, 0usize); METHODS.len()];
     for round in 0..job.rounds {
         for (m, name) in METHODS.iter().enumerate() {
@@ -164,15 +168,15 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
             for b in &batches[..job.warmup] {
                 method.step(&model, &mut optimizer, b)?;
             }
-            let start = Instant::now();
             let (mut f, mut bw) = (0, 0);
             for b in &batches[job.warmup..] {
+                let start = Instant::now();
                 let s = method.step(&model, &mut optimizer, b)?;
+                times[m].push(start.elapsed().as_secs_f64() * 1000.0);
                 f += s.forwards;
                 bw += s.backwards;
             }
-            times[m].push(start.elapsed().as_secs_f64() * 1000.0 / job.steps as f64);
-            peaks[m] = peaks[m].max(peak().saturating_sub(live_before));
+            peaks[m] = peaks[m].min(peak().saturating_sub(live_before));
             passes[m] = (f, bw);
         }
     }
