@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lethe::bench::{self, BenchJob, PeakAlloc};
 use lethe::data::{DataSpec, ForgetSpec};
-use lethe::pipeline::{self, TrainJob, UnlearnJob};
+use lethe::pipeline::{self, ArchChoice, TrainJob, UnlearnJob};
 use lethe::report::{self, GateSpec};
 use lethe::train::TrainConfig;
 use lethe::unlearn::{
@@ -67,15 +67,19 @@ struct DataArgs {
     /// Without test data, hold out this share of the training file as the test set.
     #[arg(long, default_value_t = 0.2)]
     holdout: f64,
+    /// Seed of the holdout draw. Keep it fixed across train, unlearn and eval runs so that they
+    /// all see the same split.
+    #[arg(long, default_value_t = 0)]
+    holdout_seed: u64,
 }
 
 impl DataArgs {
-    fn spec(&self, seed: u64) -> DataSpec {
+    fn spec(&self) -> DataSpec {
         DataSpec {
             train: self.data.clone(),
             test: self.test_data.clone(),
             holdout: self.holdout,
-            seed,
+            seed: self.holdout_seed,
         }
     }
 }
@@ -119,6 +123,23 @@ impl ForgetArgs {
 enum OptimizerName {
     Sgd,
     Adamw,
+}
+
+impl OptimizerName {
+    fn kind(self, momentum: f64, weight_decay: f64) -> OptimizerKind {
+        match self {
+            OptimizerName::Sgd => OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+            },
+            OptimizerName::Adamw => OptimizerKind::Adamw {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay,
+            },
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -177,21 +198,6 @@ struct HyperArgs {
 }
 
 impl HyperArgs {
-    fn optimizer(&self) -> OptimizerKind {
-        match self.optimizer {
-            OptimizerName::Sgd => OptimizerKind::Sgd {
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-            },
-            OptimizerName::Adamw => OptimizerKind::Adamw {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: self.weight_decay,
-            },
-        }
-    }
-
     fn config(&self, forget: &ForgetSpec) -> UnlearnConfig {
         let objective = self
             .objective
@@ -208,7 +214,7 @@ impl HyperArgs {
             epsilon: self.epsilon,
             beta: self.beta,
             lambda0: self.lambda0,
-            optimizer: self.optimizer(),
+            optimizer: self.optimizer.kind(self.momentum, self.weight_decay),
             lr: self.lr,
             epochs: self.epochs,
             steps: self.steps,
@@ -406,7 +412,7 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
             let forget = a.forget.required(a.forget_seed)?;
             let job = UnlearnJob {
                 model: a.model.clone(),
-                data: a.data.spec(a.hyper.seed),
+                data: a.data.spec(),
                 config: a.hyper.config(&forget),
                 forget,
                 train_patterns: a.train_patterns.clone(),
@@ -440,45 +446,20 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
             })
         }
         Command::Train(a) => {
-            let input_shape_and_labels = {
-                let data = lethe::data::load(&a.data.spec(a.seed))?;
-                let classes = data.train.num_classes().max(data.test.num_classes());
-                let labels = data
-                    .train
-                    .label_names
-                    .clone()
-                    .filter(|l| l.len() >= classes)
-                    .unwrap_or_else(|| (0..classes).map(|i| i.to_string()).collect());
-                (data.train.shape, labels)
-            };
-            let (shape, labels) = input_shape_and_labels;
-            let config = match a.arch {
-                ArchName::Mlp => lethe::arch::MlpConfig {
+            let arch = match a.arch {
+                ArchName::Mlp => ArchChoice::Mlp(lethe::arch::MlpConfig {
                     hidden_sizes: a.hidden.clone(),
-                }
-                .to_config(shape, &labels),
-                ArchName::Cnn => lethe::arch::CnnConfig {
+                }),
+                ArchName::Cnn => ArchChoice::Cnn(lethe::arch::CnnConfig {
                     channels: a.channels.clone(),
                     kernel_size: a.kernel_size,
                     batch_norm: a.batch_norm,
-                }
-                .to_config(shape, &labels),
+                }),
             };
-            let optimizer = match a.optimizer {
-                OptimizerName::Sgd => OptimizerKind::Sgd {
-                    momentum: a.momentum,
-                    weight_decay: a.weight_decay,
-                },
-                OptimizerName::Adamw => OptimizerKind::Adamw {
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    eps: 1e-8,
-                    weight_decay: a.weight_decay,
-                },
-            };
+            let optimizer = a.optimizer.kind(a.momentum, a.weight_decay);
             let job = TrainJob {
-                config,
-                data: a.data.spec(a.seed),
+                arch,
+                data: a.data.spec(),
                 exclude: a.exclude.spec(a.forget_seed),
                 train: TrainConfig {
                     epochs: a.epochs,
@@ -510,7 +491,7 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
         }
         Command::Eval(a) => {
             let forget = a.forget.required(a.forget_seed)?;
-            let (m, split) = pipeline::eval(&a.model, &a.data.spec(a.seed), &forget, a.seed)?;
+            let (m, split) = pipeline::eval(&a.model, &a.data.spec(), &forget, a.seed)?;
             if cli.json {
                 print_json(&serde_json::json!({
                     "model": a.model.display().to_string(),
@@ -535,7 +516,7 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
         }
         Command::Verify(a) => {
             let parity =
-                pipeline::verify_dir(&a.dir, &a.data.spec(0), a.onnxruntime.as_deref(), a.limit)?;
+                pipeline::verify_dir(&a.dir, &a.data.spec(), a.onnxruntime.as_deref(), a.limit)?;
             if cli.json {
                 print_json(&parity);
             } else {
@@ -569,7 +550,7 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 .unwrap_or(ForgetSpec::Class("0".into()));
             let job = BenchJob {
                 model: a.model.clone(),
-                data: a.data.spec(a.hyper.seed),
+                data: a.data.spec(),
                 forget: forget.clone(),
                 batch_size: a.hyper.batch_size,
                 steps: a.bench_steps,

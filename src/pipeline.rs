@@ -329,12 +329,38 @@ pub fn export_onnx(model: &Path, out: &Path, overwrite: bool) -> Result<()> {
         )));
     }
     let tmp = out.with_extension("onnx.partial");
-    export::write_onnx(&model.classifier, &model.params, &tmp)?;
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+    let written = export::write_onnx(&model.classifier, &model.params, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The architecture of a model trained from scratch; its input shape and labels come from the data.
+pub enum ArchChoice {
+    Mlp(crate::arch::MlpConfig),
+    Cnn(crate::arch::CnnConfig),
+}
+
+impl ArchChoice {
+    pub fn to_config(&self, data: &Data) -> serde_json::Value {
+        let classes = data.train.num_classes().max(data.test.num_classes());
+        let labels = data
+            .train
+            .label_names
+            .clone()
+            .filter(|l| l.len() >= classes)
+            .unwrap_or_else(|| (0..classes).map(|i| i.to_string()).collect());
+        match self {
+            ArchChoice::Mlp(c) => c.to_config(data.train.shape, &labels),
+            ArchChoice::Cnn(c) => c.to_config(data.train.shape, &labels),
+        }
+    }
 }
 
 pub struct TrainJob {
-    pub config: serde_json::Value,
+    pub arch: ArchChoice,
     pub data: DataSpec,
     /// Train on the retain set only (the gold standard of unlearning).
     pub exclude: Option<ForgetSpec>,
@@ -359,8 +385,9 @@ pub struct TrainReport {
 /// `lethe train`: a classifier from scratch, written as a checkpoint directory with its ONNX
 /// model and a model card.
 pub fn train_model(job: &TrainJob) -> Result<TrainReport> {
-    let classifier = Classifier::from_config(&job.config)?;
-    let data = load_data_for(&classifier, &job.data)?;
+    let data = data::load(&job.data)?;
+    let config = job.arch.to_config(&data);
+    let classifier = Classifier::from_config(&config)?;
     let (indices, excluded_class) = match &job.exclude {
         Some(spec) => {
             let split = data::select_forget(&data.train, &classifier.labels, spec)?;
@@ -403,12 +430,7 @@ pub fn train_model(job: &TrainJob) -> Result<TrainReport> {
         .iter()
         .map(|s| Ok((s.name.clone(), params.get(&s.name)?.clone())))
         .collect::<Result<_>>()?;
-    write_new(
-        output.path(),
-        &job.config,
-        &tensors,
-        safetensors::Dtype::F32,
-    )?;
+    write_new(output.path(), &config, &tensors, safetensors::Dtype::F32)?;
     export::write_onnx(&classifier, &params, &output.path().join(export::ONNX_FILE))?;
     let report = TrainReport {
         out: output.target().display().to_string(),
@@ -418,7 +440,7 @@ pub fn train_model(job: &TrainJob) -> Result<TrainReport> {
         history,
         wall_seconds,
     };
-    let card = model_card(job, &report, &data);
+    let card = model_card(job, &config, &report, &data);
     output.write_file("README.md", card.as_bytes())?;
     output.write_file(
         "training.json",
@@ -433,7 +455,7 @@ pub fn train_model(job: &TrainJob) -> Result<TrainReport> {
     Ok(report)
 }
 
-fn model_card(job: &TrainJob, r: &TrainReport, data: &Data) -> String {
+fn model_card(job: &TrainJob, config: &serde_json::Value, r: &TrainReport, data: &Data) -> String {
     let last = r.history.last();
     format!(
         "# {model_type} classifier\n\n\
@@ -449,16 +471,16 @@ Data: {train} ({n} training samples{excluded}); test set {test}.\n\n\
 | final epoch loss | {loss:.4} |\n\
 | epochs | {epochs} |\n\
 | wall time | {wall:.1} s |\n",
-        model_type = job.config["model_type"].as_str().unwrap_or("?"),
+        model_type = config["model_type"].as_str().unwrap_or("?"),
         shape = data.train.shape,
-        classes = job.config["id2label"].as_object().map_or(0, |m| m.len()),
+        classes = config["id2label"].as_object().map_or(0, |m| m.len()),
         labels = data
             .train
             .label_names
             .as_ref()
             .map(|l| l.join(", "))
             .unwrap_or_else(|| "numbered".into()),
-        arch = job.config,
+        arch = config,
         version = env!("CARGO_PKG_VERSION"),
         command = job.command,
         train = data.train.source,

@@ -22,7 +22,14 @@ fn the_bundled_model_is_trained_to_convergence() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("one.txt");
     std::fs::write(&list, "0").unwrap();
-    let r = lethe_json(&["eval", MODEL, "--data", DATA, "--forget-indices", list.to_str().unwrap()]);
+    let r = lethe_json(&[
+        "eval",
+        MODEL,
+        "--data",
+        DATA,
+        "--forget-indices",
+        list.to_str().unwrap(),
+    ]);
     let ra = r["metrics"]["ra"].as_f64().unwrap();
     assert!(ra >= 98.0, "training accuracy {ra}");
 }
@@ -32,13 +39,25 @@ fn default_igs_forgets_a_class_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let r = lethe_json(&[
-        "unlearn", MODEL, "--data", DATA, "--forget-class", "Dress", "--out", out.to_str().unwrap(),
+        "unlearn",
+        MODEL,
+        "--data",
+        DATA,
+        "--forget-class",
+        "Dress",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let (before, after) = (&r["metrics"]["before"], &r["metrics"]["after"]);
     let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
     assert!(f(after, "ua") >= 99.0, "UA {}", after["ua"]);
     assert!(f(after, "mia") >= 95.0, "MIA {}", after["mia"]);
-    assert!(f(before, "ta") - f(after, "ta") <= 1.5, "TA {} → {}", before["ta"], after["ta"]);
+    assert!(
+        f(before, "ta") - f(after, "ta") <= 1.5,
+        "TA {} → {}",
+        before["ta"],
+        after["ta"]
+    );
     assert_eq!(r["verification"]["passed"], true);
 }
 
@@ -48,13 +67,32 @@ fn igs_forgets_random_samples_close_to_a_retrained_model() {
     let retrained = dir.path().join("retrained");
     // The bundled model's recipe, on the retain set only.
     lethe_json(&[
-        "train", "--data", DATA, "--epochs", "60", "--forget-fraction", "0.1",
-        "--out", retrained.to_str().unwrap(),
+        "train",
+        "--data",
+        DATA,
+        "--epochs",
+        "60",
+        "--forget-fraction",
+        "0.1",
+        "--out",
+        retrained.to_str().unwrap(),
     ]);
     let r = lethe_json(&[
-        "unlearn", MODEL, "--data", DATA, "--forget-fraction", "0.1",
-        "--reference", retrained.to_str().unwrap(),
-        "--fast", "--optimizer", "adamw", "--lr", "0.0005", "--epochs", "20",
+        "unlearn",
+        MODEL,
+        "--data",
+        DATA,
+        "--forget-fraction",
+        "0.1",
+        "--reference",
+        retrained.to_str().unwrap(),
+        "--fast",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.0005",
+        "--epochs",
+        "20",
     ]);
     let gap = r["metrics"]["gap_to_reference_after"].as_f64().unwrap();
     let gap_before = r["metrics"]["gap_to_reference_before"].as_f64().unwrap();

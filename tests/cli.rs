@@ -135,6 +135,73 @@ fn unlearn_a_class_end_to_end() {
 }
 
 #[test]
+fn a_cnn_with_batch_norm_trains_unlearns_and_verifies() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("cnn");
+    let o = lethe(&[
+        "train",
+        "--data",
+        DIGITS,
+        "--arch",
+        "cnn",
+        "--channels",
+        "6,8",
+        "--batch-norm",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.003",
+        "--out",
+        model.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "lethe_cnn");
+    let out = d.path().join("out");
+    let o = unlearn(&model, Some(&out), &["--forget-class", "7", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        r["metrics"]["after"]["ua"].as_f64().unwrap()
+            > r["metrics"]["before"]["ua"].as_f64().unwrap()
+    );
+    assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
+    // Batch-norm statistics are buffers: never in the trainable set.
+    let trained: Vec<&str> = r["model"]["trainable_tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(trained.contains(&"features.0.bn.weight"));
+    assert!(!trained.iter().any(|t| t.contains("running")));
+}
+
+#[test]
+fn overwrite_replaces_an_existing_output_only_when_asked() {
+    let model = digits_model();
+    let (_d, out) = tmp_out();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("old.txt"), "previous run").unwrap();
+    let o = unlearn(model, Some(&out), &["--forget-class", "1", "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert!(out.join("old.txt").is_file());
+    let o = unlearn(
+        model,
+        Some(&out),
+        &["--forget-class", "1", "--steps", "2", "--overwrite"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("old.txt").exists());
+    assert!(out.join("model.safetensors").is_file());
+}
+
+#[test]
 fn json_report_on_stdout_and_unmet_gates_exit_3_with_the_report_written() {
     let model = digits_model();
     let (_d, out) = tmp_out();

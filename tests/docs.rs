@@ -6,7 +6,10 @@ use std::process::Command;
 const COMMANDS: [&str; 6] = ["unlearn", "train", "eval", "verify", "export", "bench"];
 
 fn help(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_lethe")).args(args).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     String::from_utf8(o.stdout).unwrap()
 }

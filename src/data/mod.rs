@@ -44,7 +44,8 @@ impl Dataset {
             .unwrap_or(0)
     }
 
-    pub fn subset(&self, indices: &[usize]) -> Dataset {
+    /// The images and labels of the samples `indices`, in that order.
+    pub fn gather(&self, indices: &[usize]) -> (Vec<f32>, Vec<u32>) {
         let d = self.image_len();
         let mut images = Vec::with_capacity(indices.len() * d);
         let mut labels = Vec::with_capacity(indices.len());
@@ -52,6 +53,11 @@ impl Dataset {
             images.extend_from_slice(&self.images[i * d..(i + 1) * d]);
             labels.push(self.labels[i]);
         }
+        (images, labels)
+    }
+
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let (images, labels) = self.gather(indices);
         Dataset {
             images,
             shape: self.shape,
@@ -63,13 +69,7 @@ impl Dataset {
 
     /// A batch of images [n, C, H, W] and their labels, for the given sample indices.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Result<(Tensor, Vec<u32>)> {
-        let d = self.image_len();
-        let mut images = Vec::with_capacity(indices.len() * d);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            images.extend_from_slice(&self.images[i * d..(i + 1) * d]);
-            labels.push(self.labels[i]);
-        }
+        let (images, labels) = self.gather(indices);
         let [c, h, w] = self.shape;
         let t = Tensor::from_vec(images, (indices.len(), c, h, w), device)?;
         Ok((t, labels))

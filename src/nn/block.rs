@@ -237,12 +237,7 @@ impl Block {
         Ok(match self {
             Block::Flatten => g.node("Flatten", &[x], None, vec![("axis", Attr::Int(1))]),
             Block::Linear { prefix, .. } => {
-                let w = g.initializer(
-                    &format!("{prefix}.weight"),
-                    p.get(&format!("{prefix}.weight"))?,
-                )?;
-                let b =
-                    g.initializer(&format!("{prefix}.bias"), p.get(&format!("{prefix}.bias"))?)?;
+                let [w, b] = initializers(g, p, prefix, ["weight", "bias"])?;
                 g.node("Gemm", &[x, &w, &b], None, vec![("transB", Attr::Int(1))])
             }
             Block::Conv2d {
@@ -251,12 +246,7 @@ impl Block {
                 padding,
                 ..
             } => {
-                let w = g.initializer(
-                    &format!("{prefix}.weight"),
-                    p.get(&format!("{prefix}.weight"))?,
-                )?;
-                let b =
-                    g.initializer(&format!("{prefix}.bias"), p.get(&format!("{prefix}.bias"))?)?;
+                let [w, b] = initializers(g, p, prefix, ["weight", "bias"])?;
                 let (k, pad) = (*kernel as i64, *padding as i64);
                 g.node(
                     "Conv",
@@ -270,11 +260,12 @@ impl Block {
                 )
             }
             Block::BatchNorm2d { prefix, eps, .. } => {
-                let mut names = Vec::new();
-                for part in ["weight", "bias", "running_mean", "running_var"] {
-                    let name = format!("{prefix}.{part}");
-                    names.push(g.initializer(&name, p.get(&name)?)?);
-                }
+                let names = initializers(
+                    g,
+                    p,
+                    prefix,
+                    ["weight", "bias", "running_mean", "running_var"],
+                )?;
                 g.node(
                     "BatchNormalization",
                     &[x, &names[0], &names[1], &names[2], &names[3]],
@@ -297,4 +288,19 @@ impl Block {
             }
         })
     }
+}
+
+/// Stores the parameters `{prefix}.{part}` as initializers; returns their names.
+fn initializers<const N: usize>(
+    g: &mut GraphBuilder,
+    p: &Params,
+    prefix: &str,
+    parts: [&str; N],
+) -> Result<[String; N]> {
+    let mut names: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, part) in names.iter_mut().zip(parts) {
+        let name = format!("{prefix}.{part}");
+        *slot = g.initializer(&name, p.get(&name)?)?;
+    }
+    Ok(names)
 }

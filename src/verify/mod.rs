@@ -28,13 +28,9 @@ pub fn onnx_logits(
     indices: &[usize],
     classes: usize,
 ) -> Result<Vec<f32>> {
-    let d = data.image_len();
     let mut out = Vec::with_capacity(indices.len() * classes);
     for chunk in indices.chunks(1024) {
-        let mut batch = Vec::with_capacity(chunk.len() * d);
-        for &i in chunk {
-            batch.extend_from_slice(&data.images[i * d..(i + 1) * d]);
-        }
+        let (batch, _) = data.gather(chunk);
         out.extend(model.run_f32(batch, chunk.len(), &data.shape)?);
     }
     Ok(out)
