@@ -3,11 +3,12 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lethe::bench::{self, BenchJob, PeakAlloc};
 use lethe::data::{DataSpec, ForgetSpec};
+use lethe::job::{self, JobFile};
 use lethe::pipeline::{self, ArchChoice, TrainJob, UnlearnJob};
 use lethe::report::{self, GateSpec};
 use lethe::train::TrainConfig;
 use lethe::unlearn::{
-    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
+    defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ struct Cli {
 enum Command {
     /// Unlearn a forget set from a model, export it, verify it with ONNX Runtime and report.
     Unlearn(UnlearnArgs),
+    /// Run a whole unlearning job described by one TOML file (docs/job.md).
+    Run(RunArgs),
     /// Train a classifier from scratch (the bundled model, or a model retrained on the retain set).
     Train(TrainArgs),
     /// Measure UA, RA, TA and MIA-efficacy of a model for a forget set.
@@ -65,7 +68,7 @@ struct DataArgs {
     #[arg(long)]
     test_data: Option<PathBuf>,
     /// Without test data, hold out this share of the training file as the test set.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults::HOLDOUT)]
     holdout: f64,
     /// Seed of the holdout draw. Keep it fixed across train, unlearn and eval runs so that they
     /// all see the same split.
@@ -163,32 +166,32 @@ struct HyperArgs {
     fast: bool,
     /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
     /// values demand an improvement).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults::EPSILON, allow_negative_numbers = true)]
     epsilon: f64,
     /// Dual step size β.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults::BETA)]
     beta: f64,
     /// Initial dual variable λ₀.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults::LAMBDA0)]
     lambda0: f64,
     #[arg(long, value_enum, default_value_t = OptimizerName::Sgd)]
     optimizer: OptimizerName,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = defaults::LR)]
     lr: f64,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = defaults::MOMENTUM)]
     momentum: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = defaults::WEIGHT_DECAY)]
     weight_decay: f64,
     /// Passes over the retain set.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     epochs: usize,
     /// Number of steps (overrides --epochs).
     #[arg(long)]
     steps: Option<usize>,
     /// Retain samples per step (and forget samples, unless --forget-batch-size is given).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     batch_size: usize,
     /// Forget samples per step.
     #[arg(long)]
@@ -272,6 +275,18 @@ struct UnlearnArgs {
     /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then .lethe/onnxruntime/).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The job file.
+    job: PathBuf,
+    /// Check the file, open the model, and print the resolved job without running it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the outputs here instead of the job's [output] dir.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -398,6 +413,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs an unlearning job and prints its report; gates decide the exit status.
+fn finish_unlearn(cli: &Cli, job: &UnlearnJob) -> Result<ExitCode, lethe::Error> {
+    let report = pipeline::unlearn(job)?;
+    if cli.json {
+        print_json(&report);
+    } else if !cli.quiet {
+        print!("{}", report::render(&report));
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_GATE)
+    })
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
     println!(
         "{}",
@@ -429,21 +459,34 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 onnxruntime: a.onnxruntime.clone(),
                 verify: !a.no_verify && a.out.is_some(),
                 progress,
+                attachments: Vec::new(),
             };
             if a.out.is_none() && !cli.quiet && !cli.json {
                 eprintln!("note: no --out given: nothing is exported or verified");
             }
-            let report = pipeline::unlearn(&job)?;
-            if cli.json {
-                print_json(&report);
-            } else if !cli.quiet {
-                print!("{}", report::render(&report));
+            finish_unlearn(cli, &job)
+        }
+        Command::Run(a) => {
+            let file = JobFile::read(&a.job)?;
+            file.check_provenance(&a.job)?;
+            let mut resolved = file.resolved(&a.job)?;
+            if let Some(out) = &a.out {
+                resolved.output.dir =
+                    std::path::absolute(out).map_err(|e| lethe::Error::io(out, e))?;
             }
-            Ok(if report.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_GATE)
-            })
+            resolved.provenance = Some(resolved.provenance()?);
+            let mut job = resolved.to_unlearn_job(&a.job, progress)?;
+            if a.dry_run {
+                // Opening the model checks config, weights and architecture without running.
+                pipeline::LoadedModel::open(&job.model)?;
+                print!("{}", resolved.to_toml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            job.attachments.push((
+                job::RESOLVED_FILE.to_string(),
+                resolved.to_toml().into_bytes(),
+            ));
+            finish_unlearn(cli, &job)
         }
         Command::Train(a) => {
             let arch = match a.arch {

@@ -94,6 +94,8 @@ pub struct UnlearnJob {
     pub onnxruntime: Option<PathBuf>,
     pub verify: bool,
     pub progress: bool,
+    /// Further files to write into the output directory (name, contents).
+    pub attachments: Vec<(String, Vec<u8>)>,
 }
 
 fn progress_bar(show: bool, template: &str) -> indicatif::ProgressBar {
@@ -246,6 +248,9 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
     if let Some(output) = output {
         let json = serde_json::to_vec_pretty(&report).expect("report serialises");
         output.write_file(REPORT_FILE, &json)?;
+        for (name, bytes) in &job.attachments {
+            output.write_file(name, bytes)?;
+        }
         output.commit()?;
     }
     Ok(report)

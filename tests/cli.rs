@@ -205,15 +205,29 @@ fn overwrite_replaces_an_existing_output_only_when_asked() {
 fn verification_fails_when_the_onnx_model_does_not_match_the_weights() {
     let d = tempfile::tempdir().unwrap();
     let edited = d.path().join("edited");
-    let o = unlearn(digits_model(), Some(&edited), &["--forget-class", "0", "--steps", "30"]);
+    let o = unlearn(
+        digits_model(),
+        Some(&edited),
+        &["--forget-class", "0", "--steps", "30"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     // Pair the edited weights with the original model's graph.
     let o = lethe(&[
-        "export", digits_model().to_str().unwrap(), "--out",
-        edited.join("model.onnx").to_str().unwrap(), "--overwrite", "-q",
+        "export",
+        digits_model().to_str().unwrap(),
+        "--out",
+        edited.join("model.onnx").to_str().unwrap(),
+        "--overwrite",
+        "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = lethe(&["verify", edited.to_str().unwrap(), "--data", DIGITS, "--json"]);
+    let o = lethe(&[
+        "verify",
+        edited.to_str().unwrap(),
+        "--data",
+        DIGITS,
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["passed"], false);

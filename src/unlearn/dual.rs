@@ -4,7 +4,9 @@
 //! loss fell). The constraint "the retain loss rises by at most ε" is violated when Δ < −ε, and
 //! then λ must grow; otherwise it shrinks. Δ + ε plays the role of λ's gradient.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DualUpdate {
     /// λ ← max(0, λ − β(Δ + ε)): projected dual descent, the paper's form.

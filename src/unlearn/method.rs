@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::nn::Params;
 use candle_core::{Tensor, Var};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
     /// Implicit gradient surgery: one backward pass a step, dual variable λ.

@@ -250,3 +250,17 @@ fn step_message(s: &StepStats) -> String {
     }
     m
 }
+
+/// Default settings of an unlearning run, shared by the command line and job files. Chosen on the
+/// bundled model by a sweep over every class (README, "every class").
+pub mod defaults {
+    pub const EPSILON: f64 = 0.0;
+    pub const BETA: f64 = 1.0;
+    pub const LAMBDA0: f64 = 5.0;
+    pub const LR: f64 = 0.003;
+    pub const MOMENTUM: f64 = 0.9;
+    pub const WEIGHT_DECAY: f64 = 5e-4;
+    pub const EPOCHS: usize = 2;
+    pub const BATCH_SIZE: usize = 128;
+    pub const HOLDOUT: f64 = 0.2;
+}

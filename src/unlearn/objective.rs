@@ -5,7 +5,9 @@ use crate::error::Result;
 use crate::nn::log_softmax;
 use candle_core::{Device, Tensor};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForgetObjective {
     /// Cross-entropy towards a fixed random wrong label per forget sample (the "RL" objective).
@@ -100,7 +102,9 @@ pub fn random_wrong_labels(
 }
 
 /// How losses enter the combined objective of the dual method: log(x + 1e-8) or as they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossForm {
     Log,

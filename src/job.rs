@@ -1,0 +1,406 @@
+//! Job files: one TOML file describes a whole unlearning run (source, data, forget set, trainable
+//! set, method, optimizer, schedule, outputs, gates). Unknown keys are errors. The resolved job —
+//! every default filled in, plus the lethe version and the SHA-256 of every input file — is
+//! written next to the outputs, and running it again repeats the run exactly (docs/job.md).
+
+use crate::data::{DataSpec, ForgetSpec};
+use crate::error::{Error, Result};
+use crate::pipeline::UnlearnJob;
+use crate::report::GateSpec;
+use crate::unlearn::{
+    defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const RESOLVED_FILE: &str = "job.resolved.toml";
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub forget: ForgetSection,
+    #[serde(default)]
+    pub trainable: TrainableSection,
+    #[serde(default)]
+    pub method: MethodSection,
+    #[serde(default)]
+    pub optimizer: OptimizerSection,
+    #[serde(default)]
+    pub schedule: ScheduleSection,
+    pub output: OutputSection,
+    #[serde(default)]
+    pub gates: GatesSection,
+    /// Written into resolved jobs; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A checkpoint directory.
+    pub source: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub train: PathBuf,
+    pub test: Option<PathBuf>,
+    pub holdout: Option<f64>,
+    pub holdout_seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetSection {
+    pub class: Option<String>,
+    pub indices: Option<PathBuf>,
+    pub fraction: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainableSection {
+    pub train: Option<Vec<String>>,
+    pub freeze: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSection {
+    pub name: Option<MethodKind>,
+    pub objective: Option<ForgetObjective>,
+    pub loss_form: Option<LossForm>,
+    pub dual_update: Option<DualUpdate>,
+    pub fast: Option<bool>,
+    pub epsilon: Option<f64>,
+    pub beta: Option<f64>,
+    pub lambda0: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    Sgd,
+    Adamw,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSection {
+    pub kind: Option<OptimizerName>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub weight_decay: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub epochs: Option<usize>,
+    pub steps: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub forget_batch_size: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    pub dir: PathBuf,
+    pub overwrite: Option<bool>,
+    pub verify: Option<bool>,
+    pub onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatesSection {
+    pub max_test_drop: Option<f64>,
+    pub min_ua: Option<f64>,
+    pub min_mia: Option<f64>,
+    pub max_gap: Option<f64>,
+    pub reference: Option<PathBuf>,
+}
+
+/// What a resolved job was made from.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub lethe_version: String,
+    /// Input file → "sha256:<hex>".
+    pub inputs: BTreeMap<String, String>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Usage(format!("{}: {}", path.display(), reason.into()))
+}
+
+impl JobFile {
+    pub fn read(path: &Path) -> Result<JobFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut job: JobFile = toml::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
+        // Relative paths are relative to the job file, so a job runs the same from anywhere.
+        let base = path.parent().unwrap_or(Path::new("."));
+        job.rebase(base);
+        Ok(job)
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        // Absolute, so that the resolved job written elsewhere still names the same files.
+        let fix = |p: &mut PathBuf| {
+            let joined = if p.is_relative() {
+                base.join(&*p)
+            } else {
+                p.clone()
+            };
+            *p = lexically_normal(&std::path::absolute(&joined).unwrap_or(joined));
+        };
+        fix(&mut self.model.source);
+        fix(&mut self.data.train);
+        self.data.test.iter_mut().for_each(fix);
+        self.forget.indices.iter_mut().for_each(fix);
+        fix(&mut self.output.dir);
+        self.output.onnxruntime.iter_mut().for_each(fix);
+        self.gates.reference.iter_mut().for_each(fix);
+    }
+
+    fn forget_spec(&self, path: &Path) -> Result<ForgetSpec> {
+        let f = &self.forget;
+        match (&f.class, &f.indices, f.fraction) {
+            (Some(c), None, None) => Ok(ForgetSpec::Class(c.clone())),
+            (None, Some(p), None) => Ok(ForgetSpec::Indices(p.clone())),
+            (None, None, Some(fraction)) => Ok(ForgetSpec::Fraction {
+                fraction,
+                seed: f.seed.unwrap_or(0),
+            }),
+            _ => Err(bad(
+                path,
+                "[forget] needs exactly one of class, indices or fraction",
+            )),
+        }
+    }
+
+    /// The same job with every default written out.
+    pub fn resolved(&self, path: &Path) -> Result<JobFile> {
+        let forget = self.forget_spec(path)?;
+        let mut r = self.clone();
+        r.data.holdout.get_or_insert(defaults::HOLDOUT);
+        r.data.holdout_seed.get_or_insert(0);
+        if matches!(forget, ForgetSpec::Fraction { .. }) {
+            r.forget.seed.get_or_insert(0);
+        }
+        r.trainable.train.get_or_insert_with(|| vec!["*".into()]);
+        r.trainable.freeze.get_or_insert_with(Vec::new);
+        let m = &mut r.method;
+        m.name.get_or_insert(MethodKind::Igs);
+        let objective = *m
+            .objective
+            .get_or_insert(ForgetObjective::default_for(&forget));
+        m.loss_form.get_or_insert(LossForm::default_for(objective));
+        m.dual_update.get_or_insert(DualUpdate::Projected);
+        m.fast.get_or_insert(false);
+        m.epsilon.get_or_insert(defaults::EPSILON);
+        m.beta.get_or_insert(defaults::BETA);
+        m.lambda0.get_or_insert(defaults::LAMBDA0);
+        let o = &mut r.optimizer;
+        let kind = *o.kind.get_or_insert(OptimizerName::Sgd);
+        o.lr.get_or_insert(defaults::LR);
+        if kind == OptimizerName::Sgd {
+            o.momentum.get_or_insert(defaults::MOMENTUM);
+        }
+        o.weight_decay.get_or_insert(defaults::WEIGHT_DECAY);
+        let s = &mut r.schedule;
+        if s.steps.is_none() {
+            s.epochs.get_or_insert(defaults::EPOCHS);
+        }
+        s.batch_size.get_or_insert(defaults::BATCH_SIZE);
+        s.seed.get_or_insert(0);
+        r.output.overwrite.get_or_insert(false);
+        r.output.verify.get_or_insert(true);
+        Ok(r)
+    }
+
+    /// The pipeline job this file describes (after [`JobFile::resolved`]).
+    pub fn to_unlearn_job(&self, path: &Path, progress: bool) -> Result<UnlearnJob> {
+        let r = self.resolved(path)?;
+        let forget = r.forget_spec(path)?;
+        let (m, o, s) = (&r.method, &r.optimizer, &r.schedule);
+        let optimizer = match o.kind.expect("resolved") {
+            OptimizerName::Sgd => OptimizerKind::Sgd {
+                momentum: o.momentum.expect("resolved"),
+                weight_decay: o.weight_decay.expect("resolved"),
+            },
+            OptimizerName::Adamw => OptimizerKind::Adamw {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: o.weight_decay.expect("resolved"),
+            },
+        };
+        if r.gates.max_gap.is_some() && r.gates.reference.is_none() {
+            return Err(bad(path, "[gates] max_gap needs a reference model"));
+        }
+        Ok(UnlearnJob {
+            model: r.model.source.clone(),
+            data: DataSpec {
+                train: r.data.train.clone(),
+                test: r.data.test.clone(),
+                holdout: r.data.holdout.expect("resolved"),
+                seed: r.data.holdout_seed.expect("resolved"),
+            },
+            forget,
+            train_patterns: r.trainable.train.clone().expect("resolved"),
+            freeze_patterns: r.trainable.freeze.clone().expect("resolved"),
+            config: UnlearnConfig {
+                method: m.name.expect("resolved"),
+                objective: m.objective.expect("resolved"),
+                held_out_loss: f32::NAN,
+                loss_form: m.loss_form.expect("resolved"),
+                dual_update: m.dual_update.expect("resolved"),
+                fast: m.fast.expect("resolved"),
+                epsilon: m.epsilon.expect("resolved"),
+                beta: m.beta.expect("resolved"),
+                lambda0: m.lambda0.expect("resolved"),
+                optimizer,
+                lr: o.lr.expect("resolved"),
+                epochs: s.epochs.unwrap_or(0),
+                steps: s.steps,
+                batch_size: s.batch_size.expect("resolved"),
+                forget_batch_size: s.forget_batch_size,
+                seed: s.seed.expect("resolved"),
+            },
+            out: Some(r.output.dir.clone()),
+            overwrite: r.output.overwrite.expect("resolved"),
+            reference: r.gates.reference.clone(),
+            gates: GateSpec {
+                max_test_drop: r.gates.max_test_drop,
+                min_ua: r.gates.min_ua,
+                min_mia: r.gates.min_mia,
+                max_gap: r.gates.max_gap,
+            },
+            onnxruntime: r.output.onnxruntime.clone(),
+            verify: r.output.verify.expect("resolved"),
+            progress,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// The input files of the job, for provenance: the checkpoint directory's files and the data.
+    pub fn input_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = files_under(&self.model.source)?;
+        let mut data = vec![self.data.train.clone()];
+        data.extend(self.data.test.clone());
+        data.extend(self.forget.indices.clone());
+        data.extend(self.gates.reference.clone());
+        for d in data {
+            if d.is_dir() {
+                files.extend(files_under(&d)?);
+            } else {
+                files.push(d);
+            }
+        }
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    pub fn provenance(&self) -> Result<Provenance> {
+        let mut inputs = BTreeMap::new();
+        for f in self.input_files()? {
+            inputs.insert(f.display().to_string(), sha256_of(&f)?);
+        }
+        Ok(Provenance {
+            lethe_version: env!("CARGO_PKG_VERSION").to_string(),
+            inputs,
+        })
+    }
+
+    /// Refuses to repeat a resolved job whose inputs have changed since it was written.
+    pub fn check_provenance(&self, path: &Path) -> Result<()> {
+        let Some(recorded) = &self.provenance else {
+            return Ok(());
+        };
+        let now = self.provenance()?;
+        for (file, hash) in &recorded.inputs {
+            match now.inputs.get(file) {
+                Some(h) if h == hash => {}
+                Some(_) => {
+                    return Err(bad(
+                        path,
+                        format!("input {file} changed since this job was resolved (hash differs)"),
+                    ))
+                }
+                None => return Err(bad(path, format!("input {file} is gone"))),
+            }
+        }
+        if recorded.lethe_version != now.lethe_version {
+            eprintln!(
+                "note: this job was resolved by lethe {}, this is {}",
+                recorded.lethe_version, now.lethe_version
+            );
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a job serialises")
+    }
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_dir() {
+            out.extend(files_under(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest = hasher.finalize();
+    Ok(format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
