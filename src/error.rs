@@ -52,6 +52,9 @@ pub enum Error {
         value: f32,
     },
 
+    #[error("hub: {0}")]
+    Hub(String),
+
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
 

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod hub;
 pub mod job;
 pub mod nn;
 pub mod pipeline;

@@ -46,6 +46,8 @@ enum Command {
     Unlearn(UnlearnArgs),
     /// Run a whole unlearning job described by one TOML file (docs/job.md).
     Run(RunArgs),
+    /// Download a checkpoint from a Hugging Face hub into the shared cache (docs/hub.md).
+    Pull(PullArgs),
     /// Train a classifier from scratch (the bundled model, or a model retrained on the retain set).
     Train(TrainArgs),
     /// Measure UA, RA, TA and MIA-efficacy of a model for a forget set.
@@ -278,6 +280,12 @@ struct UnlearnArgs {
 }
 
 #[derive(Args)]
+struct PullArgs {
+    /// The repository: org/name or org/name@revision.
+    repo: String,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// The job file.
     job: PathBuf,
@@ -465,6 +473,26 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 eprintln!("note: no --out given: nothing is exported or verified");
             }
             finish_unlearn(cli, &job)
+        }
+        Command::Pull(a) => {
+            let id = lethe::hub::HubId::parse(&a.repo).ok_or_else(|| {
+                lethe::Error::Usage(format!(
+                    "{:?} is not a hub id of the form org/name[@revision]",
+                    a.repo
+                ))
+            })?;
+            let env = lethe::hub::HubEnv::from_env();
+            let dir = lethe::hub::pull(&id, &env, progress)?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "repo": id.repo,
+                    "revision": id.revision,
+                    "path": dir.display().to_string(),
+                }));
+            } else {
+                println!("{}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run(a) => {
             let file = JobFile::read(&a.job)?;

@@ -27,8 +27,10 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn open(dir: &Path) -> Result<LoadedModel> {
-        let checkpoint = Checkpoint::open(dir)?;
+    /// Opens a checkpoint directory, or pulls a hub id (`org/name[@revision]`) first.
+    pub fn open(source: &Path) -> Result<LoadedModel> {
+        let dir = crate::hub::resolve_model(source, true)?;
+        let checkpoint = Checkpoint::open(&dir)?;
         let classifier = Classifier::from_config(&checkpoint.config)?;
         let params = classifier.load_params(&checkpoint, &Device::Cpu)?;
         Ok(LoadedModel {
@@ -139,7 +141,7 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
     // Refuse a bad output directory before any training happens.
     let output = match &job.out {
         Some(out) => {
-            let mut inputs: Vec<&Path> = vec![&job.model];
+            let mut inputs: Vec<&Path> = vec![&model.checkpoint.dir];
             if job.data.train.is_dir() {
                 inputs.push(&job.data.train);
             }

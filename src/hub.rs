@@ -1,0 +1,419 @@
+//! Pulling checkpoints from a Hugging Face hub (`lethe pull`, or a hub id wherever a model is
+//! expected). The cache is the standard one shared with Python's huggingface_hub
+//! (`models--org--name/{blobs,refs,snapshots}`), and the usual environment applies: HF_ENDPOINT,
+//! HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE.
+//!
+//! lethe downloads only what a checkpoint needs (config, safetensors weights — through the index
+//! when sharded — and small metadata files), checks every LFS file against the hub's SHA-256
+//! ETag, never fetches pickle-based weights, and refuses repository file names that would leave
+//! the snapshot directory.
+
+use crate::checkpoint::{self, is_plain_file_name};
+use crate::error::{Error, Result};
+use hf_hub::api::sync::{ApiBuilder, ApiRepo};
+use hf_hub::api::Progress;
+use hf_hub::{Cache, Repo, RepoType};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Metadata files fetched along with the weights when the repository has them.
+const METADATA_FILES: &[&str] = &[
+    checkpoint::CONFIG_FILE,
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "preprocessor_config.json",
+    "README.md",
+];
+
+/// Weights that are Python pickles: loading them can run arbitrary code.
+fn is_pickle(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+/// `org/name` or `org/name@revision`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubId {
+    pub repo: String,
+    pub revision: String,
+}
+
+impl HubId {
+    pub fn parse(s: &str) -> Option<HubId> {
+        let (repo, revision) = match s.split_once('@') {
+            Some((r, rev)) => (r, rev),
+            None => (s, "main"),
+        };
+        let (org, name) = repo.split_once('/')?;
+        let ok = |part: &str| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let rev_ok = !revision.is_empty()
+            && !revision
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+            && revision
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        (ok(org) && ok(name) && rev_ok).then(|| HubId {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+        })
+    }
+
+    fn repo(&self) -> Repo {
+        Repo::with_revision(self.repo.clone(), RepoType::Model, self.revision.clone())
+    }
+
+    /// The repository's folder in the cache.
+    pub fn cache_folder(&self, cache: &Path) -> PathBuf {
+        cache.join(self.repo().folder_name())
+    }
+}
+
+/// The hub settings read from the environment.
+#[derive(Clone, Debug)]
+pub struct HubEnv {
+    pub endpoint: String,
+    pub cache: PathBuf,
+    pub token: Option<String>,
+    pub offline: bool,
+}
+
+impl HubEnv {
+    pub fn from_env() -> HubEnv {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let cache = match (var("HF_HUB_CACHE"), var("HF_HOME")) {
+            (Some(c), _) => PathBuf::from(c),
+            (None, Some(home)) => PathBuf::from(home).join("hub"),
+            (None, None) => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".cache/huggingface/hub"),
+        };
+        let token = var("HF_TOKEN").or_else(|| Cache::new(cache.clone()).token());
+        let offline = var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        HubEnv {
+            endpoint: var("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
+            cache,
+            token,
+            offline,
+        }
+    }
+}
+
+/// A model argument: an existing directory as it is, else a hub id pulled into the cache.
+pub fn resolve_model(arg: &Path, progress: bool) -> Result<PathBuf> {
+    if arg.is_dir() {
+        return Ok(arg.to_path_buf());
+    }
+    match arg.to_str().and_then(HubId::parse) {
+        Some(id) if !arg.exists() => pull(&id, &HubEnv::from_env(), progress),
+        _ => Err(Error::Checkpoint {
+            path: arg.to_path_buf(),
+            reason: "not a directory, and not a hub id of the form org/name[@revision]".into(),
+        }),
+    }
+}
+
+fn hub_error(id: &HubId, env: &HubEnv, e: hf_hub::api::sync::ApiError) -> Error {
+    use hf_hub::api::sync::ApiError;
+    let msg = match &e {
+        ApiError::RequestError(inner) => match inner.as_ref() {
+            ureq::Error::Status(401 | 403, _) => format!(
+                "{}: access denied; the repository is private or gated: set HF_TOKEN to a token that may read it",
+                id.repo
+            ),
+            ureq::Error::Status(404, _) => format!(
+                "{}@{}: no such repository, revision or file on {}",
+                id.repo, id.revision, env.endpoint
+            ),
+            ureq::Error::Status(code, _) => format!("{}: the hub answered HTTP {code}", id.repo),
+            ureq::Error::Transport(t) => format!(
+                "cannot reach {} ({t}); set HF_HUB_OFFLINE=1 to use only the local cache",
+                env.endpoint
+            ),
+        },
+        other => format!("{}: {other}", id.repo),
+    };
+    Error::Hub(msg)
+}
+
+/// Downloads (or finds in the cache) the checkpoint files of `id`; returns the snapshot directory.
+pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
+    if env.offline {
+        return cached_snapshot(id, env);
+    }
+    let api = ApiBuilder::from_cache(Cache::new(env.cache.clone()))
+        .with_endpoint(env.endpoint.clone())
+        .with_token(env.token.clone())
+        .with_progress(false)
+        .build()
+        .map_err(|e| hub_error(id, env, e))?;
+    let repo = api.repo(id.repo());
+    let info = repo.info().map_err(|e| hub_error(id, env, e))?;
+    if !is_commit_hash(&info.sha) {
+        return Err(Error::Hub(format!(
+            "{}: the hub gave an invalid commit id {:?}",
+            id.repo, info.sha
+        )));
+    }
+    let names: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
+    for name in &names {
+        if !is_safe_repo_path(name) {
+            return Err(Error::Hub(format!(
+                "{}: refusing repository file name {name:?}: it would escape the download directory",
+                id.repo
+            )));
+        }
+    }
+    let snapshot = id
+        .cache_folder(&env.cache)
+        .join("snapshots")
+        .join(&info.sha);
+    let mut wanted: Vec<String> = METADATA_FILES
+        .iter()
+        .filter(|f| names.iter().any(|n| n == *f))
+        .map(|f| f.to_string())
+        .collect();
+    if !wanted.iter().any(|f| f == checkpoint::CONFIG_FILE) {
+        return Err(Error::Hub(format!(
+            "{}: the repository has no config.json",
+            id.repo
+        )));
+    }
+    if names.iter().any(|n| n == checkpoint::INDEX_FILE) {
+        let index = fetch(&repo, id, env, checkpoint::INDEX_FILE, &snapshot, progress)?;
+        let shards: std::collections::BTreeSet<String> =
+            checkpoint::read_index(&index)?.into_values().collect();
+        for shard in &shards {
+            if !is_plain_file_name(shard) || !names.contains(shard) {
+                return Err(Error::Hub(format!(
+                    "{}: the index names shard {shard:?}, which is not a file of the repository",
+                    id.repo
+                )));
+            }
+        }
+        wanted.extend(shards);
+    } else if names.iter().any(|n| n == checkpoint::SINGLE_FILE) {
+        wanted.push(checkpoint::SINGLE_FILE.to_string());
+    } else if names.iter().any(|n| is_pickle(n)) {
+        return Err(Error::Hub(format!(
+            "{}: the repository has only pickle-based weights ({}); lethe never executes code from a checkpoint and reads safetensors only",
+            id.repo,
+            names.iter().filter(|n| is_pickle(n)).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    } else {
+        return Err(Error::Hub(format!(
+            "{}: the repository has no safetensors weights",
+            id.repo
+        )));
+    }
+    for name in &wanted {
+        fetch(&repo, id, env, name, &snapshot, progress)?;
+    }
+    // Point the revision at this commit even when every file was already cached.
+    Cache::new(env.cache.clone())
+        .repo(id.repo())
+        .create_ref(&info.sha)
+        .map_err(|e| Error::io(&env.cache, e))?;
+    Ok(snapshot)
+}
+
+/// One file into the snapshot: skipped when the snapshot already holds it, else downloaded and,
+/// for LFS files, checked against the SHA-256 the hub announced.
+fn fetch(
+    repo: &ApiRepo,
+    id: &HubId,
+    env: &HubEnv,
+    name: &str,
+    snapshot: &Path,
+    progress: bool,
+) -> Result<PathBuf> {
+    let target = snapshot.join(name);
+    if target.is_file() {
+        return Ok(target);
+    }
+    let path = if progress {
+        repo.download_with_progress(name, FileProgress::new())
+    } else {
+        repo.download_with_progress(name, ())
+    }
+    .map_err(|e| hub_error(id, env, e))?;
+    let blob = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit()) {
+        let actual = sha256_hex(&blob)?;
+        if !actual.eq_ignore_ascii_case(&etag) {
+            // Leave nothing of the bad download behind.
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&blob);
+            return Err(Error::Hub(format!(
+                "{}: {name} does not match the hub's SHA-256 (expected {etag}, got {actual}); the download was discarded",
+                id.repo
+            )));
+        }
+    }
+    if path != target {
+        return Err(Error::Hub(format!(
+            "{}: {name} landed at {} instead of the snapshot {}",
+            id.repo,
+            path.display(),
+            snapshot.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The cached snapshot of `id` without touching the network.
+fn cached_snapshot(id: &HubId, env: &HubEnv) -> Result<PathBuf> {
+    let folder = id.cache_folder(&env.cache);
+    let commit = if is_commit_hash(&id.revision) {
+        id.revision.clone()
+    } else {
+        let r = folder.join("refs").join(&id.revision);
+        std::fs::read_to_string(&r)
+            .map_err(|_| {
+                Error::Hub(format!(
+                    "{}@{} is not in the cache {} and HF_HUB_OFFLINE is set",
+                    id.repo,
+                    id.revision,
+                    env.cache.display()
+                ))
+            })?
+            .trim()
+            .to_string()
+    };
+    if !is_commit_hash(&commit) {
+        return Err(Error::Hub(format!(
+            "{}: the cached ref is corrupt",
+            id.repo
+        )));
+    }
+    let snapshot = folder.join("snapshots").join(&commit);
+    if !snapshot.join(checkpoint::CONFIG_FILE).is_file() {
+        return Err(Error::Hub(format!(
+            "{}@{}: the cached snapshot lacks config.json and HF_HUB_OFFLINE is set",
+            id.repo, id.revision
+        )));
+    }
+    Ok(snapshot)
+}
+
+fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A repository path that stays inside its directory: relative, no `..`, no backslashes.
+pub fn is_safe_repo_path(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+}
+
+fn sha256_hex(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A progress bar per downloaded file.
+struct FileProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl FileProgress {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:<40} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        FileProgress { bar }
+    }
+}
+
+impl Progress for FileProgress {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.bar.set_length(size as u64);
+        self.bar.set_message(filename.to_string());
+    }
+    fn update(&mut self, size: usize) {
+        self.bar.inc(size as u64);
+    }
+    fn finish(&mut self) {
+        self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids() {
+        assert_eq!(
+            HubId::parse("org/name@v1"),
+            Some(HubId {
+                repo: "org/name".into(),
+                revision: "v1".into()
+            })
+        );
+        assert_eq!(HubId::parse("org/name").unwrap().revision, "main");
+        assert!(HubId::parse("name").is_none());
+        assert!(HubId::parse("a/b/c").is_none());
+        assert!(HubId::parse("../b").is_none());
+        assert!(HubId::parse("org/name@../x").is_none());
+    }
+
+    #[test]
+    fn safe_paths_and_pickles() {
+        assert!(is_safe_repo_path("model.safetensors"));
+        assert!(is_safe_repo_path("onnx/model.onnx"));
+        assert!(!is_safe_repo_path("../evil"));
+        assert!(!is_safe_repo_path("/etc/passwd"));
+        assert!(!is_safe_repo_path("a/../../b"));
+        assert!(
+            is_pickle("pytorch_model.bin")
+                && is_pickle("x.ckpt")
+                && !is_pickle("model.safetensors")
+        );
+    }
+}

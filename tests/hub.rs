@@ -1,0 +1,577 @@
+//! `lethe pull` against a hub on 127.0.0.1 that speaks the resolve protocol, started by the test
+//! itself: a sharded repository with two revisions, a private repository, a tampered file,
+//! pickle-only weights, a hostile file name, and offline use of the cache with the server gone.
+
+mod common;
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+const TOKEN: &str = "hf_test_token";
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Clone)]
+struct Revision {
+    commit: String,
+    files: BTreeMap<String, Vec<u8>>,
+    /// Files served with bytes that differ from what their ETag promises.
+    tampered: Vec<String>,
+}
+
+#[derive(Clone)]
+struct RepoSpec {
+    private: bool,
+    /// revision name (branch or commit) → content.
+    revisions: BTreeMap<String, Revision>,
+}
+
+struct TestHub {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestHub {
+    fn start(repos: BTreeMap<String, RepoSpec>) -> TestHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let repos = Arc::new(repos);
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(s) = stream {
+                    // One thread a connection, each bounded in time, so that no client can
+                    // stall the others.
+                    let repos = repos.clone();
+                    std::thread::spawn(move || {
+                        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                        let _ = serve(s, &repos);
+                    });
+                }
+            }
+        });
+        TestHub {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr.trim_start_matches("http://"));
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn respond(
+    s: &mut TcpStream,
+    status: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    s.flush()
+}
+
+/// Serves the requests of one connection (clients may keep it alive) until it closes.
+fn serve(s: TcpStream, repos: &BTreeMap<String, RepoSpec>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(s.try_clone()?);
+    let mut out = s;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut range = None;
+        let mut authorized = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+                break;
+            }
+            let lower = h.to_lowercase();
+            if let Some(v) = lower.strip_prefix("range: bytes=") {
+                let (a, b) = v.trim().split_once('-').unwrap_or(("0", ""));
+                range = Some((a.parse::<usize>().unwrap_or(0), b.parse::<usize>().ok()));
+            }
+            if lower.starts_with("authorization:") && h.contains(TOKEN) {
+                authorized = true;
+            }
+        }
+        answer(&mut out, &path, range, authorized, repos)?;
+    }
+}
+
+fn answer(
+    s: &mut TcpStream,
+    path: &str,
+    range: Option<(usize, Option<usize>)>,
+    authorized: bool,
+    repos: &BTreeMap<String, RepoSpec>,
+) -> std::io::Result<()> {
+    let not_found = |s: &mut TcpStream| respond(s, "404 Not Found", &[], b"not found");
+    // /api/models/{org}/{name}/revision/{rev}
+    if let Some(rest) = path.strip_prefix("/api/models/") {
+        let parts: Vec<&str> = rest.splitn(4, '/').collect();
+        if parts.len() == 4 && parts[2] == "revision" {
+            let repo = format!("{}/{}", parts[0], parts[1]);
+            let Some(spec) = repos.get(&repo) else {
+                return not_found(s);
+            };
+            if spec.private && !authorized {
+                return respond(s, "401 Unauthorized", &[], b"unauthorized");
+            }
+            let Some(rev) = spec.revisions.get(parts[3]) else {
+                return not_found(s);
+            };
+            let siblings: Vec<serde_json::Value> = rev
+                .files
+                .keys()
+                .map(|f| serde_json::json!({"rfilename": f}))
+                .collect();
+            let body = serde_json::json!({"sha": rev.commit, "siblings": siblings}).to_string();
+            return respond(
+                s,
+                "200 OK",
+                &[("Content-Type".into(), "application/json".into())],
+                body.as_bytes(),
+            );
+        }
+        return not_found(s);
+    }
+    // /{org}/{name}/resolve/{rev}/{file}
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
+    if parts.len() == 5 && parts[2] == "resolve" {
+        let repo = format!("{}/{}", parts[0], parts[1]);
+        let Some(spec) = repos.get(&repo) else {
+            return not_found(s);
+        };
+        if spec.private && !authorized {
+            return respond(s, "401 Unauthorized", &[], b"unauthorized");
+        }
+        let Some(rev) = spec.revisions.get(parts[3]) else {
+            return not_found(s);
+        };
+        let Some(content) = rev.files.get(parts[4]) else {
+            return not_found(s);
+        };
+        let lfs = parts[4].ends_with(".safetensors");
+        // LFS files carry their SHA-256 as ETag; others a git-style 40-hex id.
+        let etag = if lfs {
+            sha256(content)
+        } else {
+            sha256(content)[..40].to_string()
+        };
+        let mut served = content.clone();
+        if rev.tampered.iter().any(|t| t == parts[4]) {
+            let last = served.len() - 1;
+            served[last] ^= 0xFF;
+        }
+        let (start, end) = match range {
+            Some((a, Some(b))) => (a.min(served.len()), (b + 1).min(served.len())),
+            Some((a, None)) => (a.min(served.len()), served.len()),
+            None => (0, served.len()),
+        };
+        let body = &served[start..end.max(start)];
+        let headers = vec![
+            ("ETag".to_string(), format!("\"{etag}\"")),
+            ("X-Repo-Commit".to_string(), rev.commit.clone()),
+            (
+                "Content-Range".to_string(),
+                format!("bytes {start}-{}/{}", end.max(start + 1) - 1, served.len()),
+            ),
+        ];
+        return respond(s, "206 Partial Content", &headers, body);
+    }
+    not_found(s)
+}
+
+/// A tiny sharded checkpoint: config.json, an index and two shards.
+fn sharded_checkpoint(seed: u64) -> BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_model(
+        dir.path(),
+        &common::mlp_config([1, 4, 4], 3),
+        seed,
+        safetensors::Dtype::F32,
+    );
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = st.names();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut files = BTreeMap::new();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [a, b].iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let views: Vec<_> = part.iter().map(|n| (*n, st.tensor(n).unwrap())).collect();
+        files.insert(file.clone(), safetensors::serialize(views, None).unwrap());
+        for n in part.iter() {
+            weight_map.insert(n.to_string(), serde_json::Value::String(file.clone()));
+        }
+    }
+    files.insert(
+        "model.safetensors.index.json".into(),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map})
+            .to_string()
+            .into_bytes(),
+    );
+    files.insert(
+        "config.json".into(),
+        std::fs::read(dir.path().join("config.json")).unwrap(),
+    );
+    files
+}
+
+fn single_file_checkpoint(seed: u64) -> BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_model(
+        dir.path(),
+        &common::mlp_config([1, 4, 4], 3),
+        seed,
+        safetensors::Dtype::F32,
+    );
+    ["config.json", "model.safetensors"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.path().join(f)).unwrap()))
+        .collect()
+}
+
+fn commit(n: u8) -> String {
+    format!("{:040x}", n as u128 * 0x1111_1111_1111_1111u128)
+}
+
+fn repos() -> BTreeMap<String, RepoSpec> {
+    let rev = |c: u8, files: BTreeMap<String, Vec<u8>>, tampered: &[&str]| Revision {
+        commit: commit(c),
+        files,
+        tampered: tampered.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut repos = BTreeMap::new();
+    let mut sharded = BTreeMap::new();
+    sharded.insert("main".to_string(), rev(1, sharded_checkpoint(1), &[]));
+    sharded.insert("v1".to_string(), rev(2, sharded_checkpoint(2), &[]));
+    repos.insert(
+        "lethe-test/sharded".into(),
+        RepoSpec {
+            private: false,
+            revisions: sharded,
+        },
+    );
+    repos.insert(
+        "lethe-test/private".into(),
+        RepoSpec {
+            private: true,
+            revisions: BTreeMap::from([(
+                "main".to_string(),
+                rev(3, single_file_checkpoint(3), &[]),
+            )]),
+        },
+    );
+    repos.insert(
+        "lethe-test/tampered".into(),
+        RepoSpec {
+            private: false,
+            revisions: BTreeMap::from([(
+                "main".to_string(),
+                rev(4, single_file_checkpoint(4), &["model.safetensors"]),
+            )]),
+        },
+    );
+    let mut pickle = BTreeMap::new();
+    pickle.insert(
+        "config.json".to_string(),
+        single_file_checkpoint(5)["config.json"].clone(),
+    );
+    pickle.insert(
+        "pytorch_model.bin".to_string(),
+        b"\x80\x04not really a pickle".to_vec(),
+    );
+    repos.insert(
+        "lethe-test/pickle".into(),
+        RepoSpec {
+            private: false,
+            revisions: BTreeMap::from([("main".to_string(), rev(5, pickle, &[]))]),
+        },
+    );
+    let mut hostile = single_file_checkpoint(6);
+    hostile.insert("../../escape.txt".to_string(), b"x".to_vec());
+    repos.insert(
+        "lethe-test/hostile".into(),
+        RepoSpec {
+            private: false,
+            revisions: BTreeMap::from([("main".to_string(), rev(6, hostile, &[]))]),
+        },
+    );
+    repos
+}
+
+fn lethe(args: &[&str], endpoint: &str, home: &Path, extra_env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lethe"));
+    c.args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", home)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HUB_OFFLINE");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() {
+    let mut hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let o = lethe(
+        &["pull", "lethe-test/sharded", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snapshot = PathBuf::from(stdout(&o));
+    let folder = home.path().join("hub/models--lethe-test--sharded");
+    assert_eq!(snapshot, folder.join("snapshots").join(commit(1)));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("refs/main"))
+            .unwrap()
+            .trim(),
+        commit(1)
+    );
+    for f in [
+        "config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
+        assert!(snapshot.join(f).is_file(), "{f} missing");
+        // Snapshot entries point into blobs/, as in Python's huggingface_hub.
+        assert!(std::fs::symlink_metadata(snapshot.join(f))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    let shard = std::fs::read(snapshot.join("model-00001-of-00002.safetensors")).unwrap();
+    assert!(folder.join("blobs").join(sha256(&shard)).is_file());
+
+    // The second revision is another commit with other weights.
+    let o = lethe(
+        &["pull", "lethe-test/sharded@v1", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v1 = PathBuf::from(stdout(&o));
+    assert_eq!(v1, folder.join("snapshots").join(commit(2)));
+    assert_ne!(
+        std::fs::read(v1.join("model-00001-of-00002.safetensors")).unwrap(),
+        shard
+    );
+
+    // A hub id works wherever a model does.
+    let o = lethe(
+        &[
+            "export",
+            "lethe-test/sharded",
+            "--out",
+            home.path().join("m.onnx").to_str().unwrap(),
+            "-q",
+        ],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // With the server gone, the cache still serves both revisions offline.
+    hub.shutdown();
+    let offline = [("HF_HUB_OFFLINE", "1")];
+    let o = lethe(
+        &["pull", "lethe-test/sharded", "-q"],
+        &hub.addr,
+        home.path(),
+        &offline,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(PathBuf::from(stdout(&o)), snapshot);
+    let o = lethe(
+        &["pull", "lethe-test/sharded@v1", "-q"],
+        &hub.addr,
+        home.path(),
+        &offline,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lethe(
+        &[
+            "export",
+            "lethe-test/sharded",
+            "--out",
+            home.path().join("m2.onnx").to_str().unwrap(),
+            "-q",
+        ],
+        &hub.addr,
+        home.path(),
+        &offline,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // And says so clearly when something was never pulled.
+    let o = lethe(
+        &["pull", "lethe-test/private", "-q"],
+        &hub.addr,
+        home.path(),
+        &offline,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not in the cache"), "{}", stderr(&o));
+    // Online without a server: a clear error, not a hang or a panic.
+    let o = lethe(
+        &["pull", "lethe-test/sharded", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot reach"), "{}", stderr(&o));
+}
+
+#[test]
+fn hf_hub_cache_overrides_hf_home() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("elsewhere");
+    let o = lethe(
+        &["pull", "lethe-test/sharded", "-q"],
+        &hub.addr,
+        home.path(),
+        &[("HF_HUB_CACHE", cache.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with(cache.to_str().unwrap()));
+}
+
+#[test]
+fn a_private_repository_needs_a_token() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let o = lethe(
+        &["pull", "lethe-test/private", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HF_TOKEN"), "{}", stderr(&o));
+    let o = lethe(
+        &["pull", "lethe-test/private", "-q"],
+        &hub.addr,
+        home.path(),
+        &[("HF_TOKEN", TOKEN)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_file_that_does_not_match_its_etag_is_rejected_and_discarded() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let o = lethe(
+        &["pull", "lethe-test/tampered", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("does not match the hub's SHA-256"),
+        "{}",
+        stderr(&o)
+    );
+    let snapshot = home
+        .path()
+        .join("hub/models--lethe-test--tampered/snapshots")
+        .join(commit(4));
+    assert!(!snapshot.join("model.safetensors").exists());
+    let blobs = home.path().join("hub/models--lethe-test--tampered/blobs");
+    let leftovers: Vec<String> = std::fs::read_dir(&blobs)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Only config.json's blob (a 40-hex git id) may remain, besides hf-hub's lock files.
+    assert!(
+        leftovers
+            .iter()
+            .all(|f| f.ends_with(".lock") || f.len() == 40),
+        "bad blob kept: {leftovers:?}"
+    );
+}
+
+#[test]
+fn pickle_weights_and_escaping_names_are_refused() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let o = lethe(
+        &["pull", "lethe-test/pickle", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("never executes code"), "{}", stderr(&o));
+    let o = lethe(
+        &["pull", "lethe-test/hostile", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("escape"), "{}", stderr(&o));
+    assert!(!home.path().join("escape.txt").exists());
+}
