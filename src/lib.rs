@@ -5,6 +5,7 @@ pub mod arch;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod diff;
 pub mod error;
 pub mod export;
 pub mod hub;

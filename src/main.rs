@@ -48,6 +48,8 @@ enum Command {
     Run(RunArgs),
     /// Download a checkpoint from a Hugging Face hub into the shared cache (docs/hub.md).
     Pull(PullArgs),
+    /// What changed between two models: per tensor, and in their outputs on a probe set.
+    Diff(DiffArgs),
     /// Train a classifier from scratch (the bundled model, or a model retrained on the retain set).
     Train(TrainArgs),
     /// Measure UA, RA, TA and MIA-efficacy of a model for a forget set.
@@ -280,6 +282,26 @@ struct UnlearnArgs {
 }
 
 #[derive(Args)]
+struct DiffArgs {
+    /// The model before (a checkpoint directory or hub id).
+    a: PathBuf,
+    /// The model after.
+    b: PathBuf,
+    /// Probe data: its test split is run through both models (a directory of IDX files, or a
+    /// file with --test-data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Write a self-contained HTML report with plots here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Tensors to list in the terminal summary.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Args)]
 struct PullArgs {
     /// The repository: org/name or org/name@revision.
     repo: String,
@@ -473,6 +495,51 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 eprintln!("note: no --out given: nothing is exported or verified");
             }
             finish_unlearn(cli, &job)
+        }
+        Command::Diff(a) => {
+            let probe = a
+                .data
+                .as_deref()
+                .map(|d| lethe::diff::probe_spec(d, a.test_data.as_deref()));
+            let report = lethe::diff::diff(&a.a, &a.b, probe.as_ref())?;
+            if let Some(path) = &a.html {
+                let page = lethe::report::html::diff_page(&report);
+                let tmp = path.with_extension("html.partial");
+                std::fs::write(&tmp, page)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        lethe::Error::io(path, e)
+                    })?;
+            }
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "{} of {} shared tensors changed",
+                    report.changed_tensors,
+                    report.tensors.len()
+                );
+                for t in report.tensors.iter().take(a.top) {
+                    println!(
+                        "  {:<32} rel {:>10.6}  max |Δ| {:>10.6}",
+                        t.name, t.relative_frobenius, t.max_abs_change
+                    );
+                }
+                if let Some(o) = &report.outputs {
+                    println!(
+                        "outputs on {} samples: mean KL {:.4}, top-1 flips {} ({:.2} %)",
+                        o.samples, o.mean_kl, o.top1_flips, o.flip_rate
+                    );
+                    for c in &o.per_class_accuracy {
+                        println!("  {:<16} {:>7.2} % → {:>7.2} %", c.label, c.a, c.b);
+                    }
+                }
+                if let Some(p) = &a.html {
+                    println!("HTML report: {}", p.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Pull(a) => {
             let id = lethe::hub::HubId::parse(&a.repo).ok_or_else(|| {

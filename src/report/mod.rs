@@ -1,5 +1,7 @@
 //! The run report: a JSON document with a stable schema (docs/report.md) and a table for people.
 
+pub mod html;
+
 use crate::unlearn::{RunLog, UnlearnConfig};
 use crate::verify::metrics::Metrics;
 use crate::verify::Parity;
