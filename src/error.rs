@@ -55,6 +55,9 @@ pub enum Error {
     #[error("hub: {0}")]
     Hub(String),
 
+    #[error("interrupted before step {step}; the run state is saved in {state}: rerun the same command with --resume to continue")]
+    Interrupted { step: usize, state: String },
+
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
 

@@ -289,6 +289,8 @@ impl JobFile {
             verify: r.output.verify.expect("resolved"),
             progress,
             attachments: Vec::new(),
+            checkpoint_every: None,
+            resume: false,
         })
     }
 

@@ -276,6 +276,12 @@ struct UnlearnArgs {
     /// Skip the ONNX Runtime check of the exported model.
     #[arg(long)]
     no_verify: bool,
+    /// Save the run's state every N steps beside --out (in OUT.lethe-state), for --resume.
+    #[arg(long, value_name = "N", requires = "out")]
+    checkpoint_every: Option<usize>,
+    /// Continue an interrupted run from its saved state (same command, same inputs).
+    #[arg(long, requires = "out")]
+    resume: bool,
     /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then .lethe/onnxruntime/).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
@@ -432,10 +438,24 @@ struct BenchArgs {
     rounds: usize,
 }
 
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The first Ctrl-C asks the run to stop at the next step and save its state; a second one
+    // ends the process at once (the outputs are still untouched: they are committed last).
+    let _ = ctrlc::set_handler(|| {
+        if lethe::unlearn::resume::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+    });
     match run(&cli) {
         Ok(code) => code,
+        Err(e @ lethe::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
@@ -490,6 +510,8 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 verify: !a.no_verify && a.out.is_some(),
                 progress,
                 attachments: Vec::new(),
+                checkpoint_every: a.checkpoint_every,
+                resume: a.resume,
             };
             if a.out.is_none() && !cli.quiet && !cli.json {
                 eprintln!("note: no --out given: nothing is exported or verified");

@@ -98,6 +98,19 @@ pub struct UnlearnJob {
     pub progress: bool,
     /// Further files to write into the output directory (name, contents).
     pub attachments: Vec<(String, Vec<u8>)>,
+    /// Save the run's state every this many steps (beside the output, in `<out>.lethe-state`).
+    pub checkpoint_every: Option<usize>,
+    /// Continue from a saved state of the same run.
+    pub resume: bool,
+}
+
+/// Where the state of a run writing to `out` is kept: beside it, never inside the output.
+pub fn state_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    out.with_file_name(format!("{name}.lethe-state"))
 }
 
 fn progress_bar(show: bool, template: &str) -> indicatif::ProgressBar {
@@ -173,6 +186,12 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
         job.progress,
         "{spinner} unlearning [{bar:30}] {pos}/{len} steps  {msg}  ({elapsed}, eta {eta})",
     );
+    let control = unlearn::resume::RunControl {
+        state_dir: job.out.as_deref().map(state_dir),
+        checkpoint_every: job.checkpoint_every,
+        resume: job.resume,
+        fingerprint: fingerprint(job, &model, &config),
+    };
     let log = unlearn::run(
         &model.classifier,
         &model.params,
@@ -180,6 +199,7 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
         &data.train,
         &split,
         &config,
+        &control,
         &bar,
     )?;
     let (after, after_logits) = evaluate(&model, &sets, seed)?;
@@ -254,8 +274,30 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
             output.write_file(name, bytes)?;
         }
         output.commit()?;
+        if let Some(dir) = &control.state_dir {
+            // The run is complete: its resumable state has served its purpose.
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     Ok(report)
+}
+
+/// Identifies a run by its inputs and settings, so that a saved state resumes only its own run.
+fn fingerprint(job: &UnlearnJob, model: &LoadedModel, config: &UnlearnConfig) -> String {
+    use sha2::Digest;
+    let description = serde_json::json!({
+        "lethe": env!("CARGO_PKG_VERSION"),
+        "model": model.checkpoint.dir.display().to_string(),
+        "data": format!("{:?}", job.data),
+        "forget": job.forget.describe(),
+        "train": job.train_patterns,
+        "freeze": job.freeze_patterns,
+        "config": config,
+    });
+    sha2::Sha256::digest(description.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn check_parity(

@@ -2,7 +2,7 @@
 //! initialisations must be identical for a given seed on every platform and every version of
 //! every dependency, so the generator lives here.
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: u64,
 }

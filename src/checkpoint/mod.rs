@@ -5,7 +5,7 @@
 
 mod write;
 
-pub use write::{write_edited, write_new, OutputDir};
+pub use write::{write_edited, write_new, write_tensors, OutputDir};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};

@@ -299,3 +299,23 @@ pub fn write_new(
     let text = serde_json::to_string_pretty(config).expect("a JSON value serialises");
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
 }
+
+/// Writes f32 tensors to one safetensors file (run states and other lethe-internal files).
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let entries: Vec<(String, TensorBytes)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            Ok((
+                name.clone(),
+                TensorBytes {
+                    dtype: Dtype::F32,
+                    shape: t.dims().to_vec(),
+                    data: Cow::Owned(encode(t, Dtype::F32, name)?),
+                },
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(entries.iter().map(|(n, t)| (n.as_str(), t)), None)
+        .map_err(|e| Error::Output(format!("{}: {e}", path.display())))?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}

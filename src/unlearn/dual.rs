@@ -16,7 +16,7 @@ pub enum DualUpdate {
     Adam,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DualVariable {
     pub rule: DualUpdate,
     /// Dual step size β.

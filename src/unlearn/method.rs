@@ -106,6 +106,20 @@ pub trait Method {
         optimizer: &mut Optimizer,
         batch: &Batch,
     ) -> Result<StepStats>;
+
+    /// What the method carries from step to step, for checkpoints of a run.
+    fn save_state(&self) -> MethodState {
+        MethodState::default()
+    }
+
+    fn load_state(&mut self, _state: &MethodState) {}
+}
+
+/// The step-to-step state of a method (only implicit surgery has any).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct MethodState {
+    pub dual: Option<DualVariable>,
+    pub previous_retain_phi: Option<f32>,
 }
 
 fn scalar(t: &Tensor) -> Result<f32> {
@@ -149,6 +163,20 @@ impl ImplicitSurgery {
 }
 
 impl Method for ImplicitSurgery {
+    fn save_state(&self) -> MethodState {
+        MethodState {
+            dual: Some(self.dual.clone()),
+            previous_retain_phi: self.previous_retain_phi,
+        }
+    }
+
+    fn load_state(&mut self, state: &MethodState) {
+        if let Some(d) = &state.dual {
+            self.dual = d.clone();
+        }
+        self.previous_retain_phi = state.previous_retain_phi;
+    }
+
     fn step(
         &mut self,
         model: &Model,

@@ -4,6 +4,7 @@ pub mod dual;
 pub mod method;
 pub mod objective;
 pub mod optim;
+pub mod resume;
 pub mod trainable;
 
 pub use dual::{DualUpdate, DualVariable};
@@ -48,7 +49,7 @@ pub struct UnlearnConfig {
     pub seed: u64,
 }
 
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub step: usize,
     pub forget_loss: f32,
@@ -56,7 +57,7 @@ pub struct StepRecord {
     pub lambda: Option<f32>,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunLog {
     pub steps: Vec<StepRecord>,
     pub forward_passes: usize,
@@ -87,6 +88,7 @@ pub fn make_method(cfg: &UnlearnConfig) -> Box<dyn Method> {
 }
 
 /// Draws the batches of a run: the retain set in seeded epochs, the forget set cycled alongside.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct BatchPlan {
     retain_order: Vec<usize>,
     forget_order: Vec<usize>,
@@ -176,6 +178,7 @@ pub fn run(
     train: &Dataset,
     split: &Split,
     cfg: &UnlearnConfig,
+    control: &resume::RunControl,
     progress: &indicatif::ProgressBar,
 ) -> Result<RunLog> {
     if cfg.batch_size == 0 {
@@ -212,8 +215,77 @@ pub fn run(
     };
     progress.set_length(total_steps as u64);
     let mut log = RunLog::default();
+    let mut first_step = 0;
+    if let (true, Some(dir)) = (control.resume, &control.state_dir) {
+        if let Some((state, vars, buffers)) = resume::load(dir)? {
+            if state.fingerprint != control.fingerprint {
+                return Err(Error::Usage(format!(
+                    "{} holds the state of a different run (other inputs or settings); remove it or run without --resume",
+                    dir.display()
+                )));
+            }
+            for (name, var) in trainable.names.iter().zip(&trainable.vars) {
+                let saved = vars
+                    .get(name)
+                    .ok_or_else(|| Error::MissingTensor(name.clone()))?;
+                var.set(saved)?;
+            }
+            optimizer.restore(state.optimizer_step, &buffers);
+            method.load_state(&state.method);
+            plan = state.plan;
+            log = state.log;
+            first_step = state.next_step;
+        }
+    }
+    progress.set_position(first_step as u64);
+    let save_state = |next_step: usize,
+                      plan: &BatchPlan,
+                      method: &dyn method::Method,
+                      optimizer: &Optimizer,
+                      log: &RunLog|
+     -> Result<()> {
+        let Some(dir) = &control.state_dir else {
+            return Ok(());
+        };
+        let (optimizer_step, buffers) = optimizer.state();
+        let vars: Vec<(String, candle_core::Tensor)> = trainable
+            .names
+            .iter()
+            .zip(&trainable.vars)
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let state = resume::RunState {
+            fingerprint: control.fingerprint.clone(),
+            next_step,
+            plan: plan.clone(),
+            method: method.save_state(),
+            optimizer_step,
+            log: log.clone(),
+        };
+        resume::save(dir, &state, &vars, &buffers)
+    };
     let start = Instant::now();
-    for step in 0..total_steps {
+    let wall_before = log.wall_seconds;
+    for step in first_step..total_steps {
+        if resume::interrupted() {
+            log.wall_seconds = wall_before + start.elapsed().as_secs_f64();
+            save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
+            progress.abandon();
+            return Err(Error::Interrupted {
+                step,
+                state: control
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "(none: the run has no --out)".into()),
+            });
+        }
+        if let Some(every) = control.checkpoint_every.filter(|&n| n > 0) {
+            if step > first_step && step % every == 0 {
+                log.wall_seconds = wall_before + start.elapsed().as_secs_f64();
+                save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
+            }
+        }
         let batch = plan.next(train, &device)?;
         let stats = method
             .step(&model, &mut optimizer, &batch)
@@ -232,7 +304,7 @@ pub fn run(
         progress.set_message(step_message(&stats));
         progress.inc(1);
     }
-    log.wall_seconds = start.elapsed().as_secs_f64();
+    log.wall_seconds = wall_before + start.elapsed().as_secs_f64();
     progress.finish_and_clear();
     Ok(log)
 }

@@ -37,6 +37,28 @@ impl Optimizer {
         }
     }
 
+    /// Steps taken and the moment buffers by name (`first.{i}`, `second.{i}`), for checkpoints.
+    pub fn state(&self) -> (usize, Vec<(String, Tensor)>) {
+        let mut out = Vec::new();
+        for (kind, buffers) in [("first", &self.first), ("second", &self.second)] {
+            for (i, b) in buffers.iter().enumerate() {
+                if let Some(t) = b {
+                    out.push((format!("{kind}.{i}"), t.clone()));
+                }
+            }
+        }
+        (self.step, out)
+    }
+
+    pub fn restore(&mut self, step: usize, buffers: &std::collections::HashMap<String, Tensor>) {
+        self.step = step;
+        for (kind, slots) in [("first", &mut self.first), ("second", &mut self.second)] {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = buffers.get(&format!("{kind}.{i}")).cloned();
+            }
+        }
+    }
+
     pub fn step(&mut self, vars: &[Var], directions: &[Tensor]) -> Result<()> {
         self.step += 1;
         for (i, (var, g)) in vars.iter().zip(directions).enumerate() {
