@@ -79,7 +79,7 @@ fn ctrl_c_then_resume_ends_bit_identical_to_an_uninterrupted_run() {
 
     let out = d.path().join("resumed");
     let state = d.path().join("resumed.lethe-state");
-    let mut child = lethe()
+    let child = lethe()
         .args(unlearn_args(&model, &out))
         .args(["--checkpoint-every", "100"])
         .stderr(Stdio::piped())
