@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod train;
+pub mod untrusted;
 pub mod unlearn;
 pub mod verify;
 

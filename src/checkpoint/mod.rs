@@ -34,11 +34,7 @@ impl Shard {
         // Safety: the file is opened read-only and lethe never writes to its inputs; a concurrent
         // writer from outside would be a misuse the OS cannot prevent for any reader.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
-                path: path.to_path_buf(),
-                reason: describe_safetensors_error(&e),
-            })?;
+        let (header_len, metadata) = parse_header(path, &mmap)?;
         Ok(Shard {
             file_name: file_name_of(path),
             mmap,
@@ -66,6 +62,15 @@ impl Shard {
         let end = 8 + self.header_len + info.data_offsets.1;
         Some(&self.mmap[start..end])
     }
+}
+
+/// Validates a safetensors header against the bytes present: header length, JSON, dtypes, and
+/// offsets that tile the data exactly.
+pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<(usize, Metadata)> {
+    SafeTensors::read_metadata(bytes).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason: describe_safetensors_error(&e),
+    })
 }
 
 fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
@@ -290,8 +295,12 @@ pub fn is_plain_file_name(name: &str) -> bool {
 
 /// `weight_map` of an index file: tensor name → shard file name.
 pub fn read_index(path: &Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_index(path, &text)
+}
+
+pub fn parse_index(path: &Path, text: &[u8]) -> Result<BTreeMap<String, String>> {
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: format!("not JSON: {e}"),
     })?;

@@ -77,8 +77,20 @@ fn parse_idx_u8(path: &Path, bytes: &[u8], expect_dims: usize) -> Result<(Vec<us
 }
 
 pub fn read_idx_pair(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
-    let (dims, pixels) = parse_idx_u8(images_path, &read_maybe_gz(images_path)?, 3)?;
-    let (ldims, labels) = parse_idx_u8(labels_path, &read_maybe_gz(labels_path)?, 1)?;
+    let images = read_maybe_gz(images_path)?;
+    let labels = read_maybe_gz(labels_path)?;
+    parse_idx_pair(images_path, &images, labels_path, &labels)
+}
+
+/// IDX images and labels from bytes; the paths name them in errors (and reveal Fashion-MNIST).
+pub fn parse_idx_pair(
+    images_path: &Path,
+    images: &[u8],
+    labels_path: &Path,
+    labels: &[u8],
+) -> Result<Dataset> {
+    let (dims, pixels) = parse_idx_u8(images_path, images, 3)?;
+    let (ldims, labels) = parse_idx_u8(labels_path, labels, 1)?;
     if dims[0] != ldims[0] {
         return Err(bad(
             labels_path,
@@ -122,7 +134,10 @@ fn known_label_names(path: &Path, labels: &[u8]) -> Option<Vec<String>> {
 /// The UCI optical digits CSV shipped with scikit-learn: 64 pixel values in 0..=16, then the
 /// label, one sample a line.
 pub fn read_digits_csv(path: &Path) -> Result<Dataset> {
-    let bytes = read_maybe_gz(path)?;
+    parse_digits_csv(path, read_maybe_gz(path)?)
+}
+
+pub fn parse_digits_csv(path: &Path, bytes: Vec<u8>) -> Result<Dataset> {
     let text = String::from_utf8(bytes).map_err(|_| bad(path, "not UTF-8 text"))?;
     let mut images = Vec::new();
     let mut labels = Vec::new();
@@ -180,9 +195,13 @@ pub fn read_digits_csv(path: &Path) -> Result<Dataset> {
 /// [0, 1]) of shape [N, C, H, W] or [N, H, W], and `labels` (U8, I32 or I64) of shape [N].
 /// Optional `__metadata__` key `label_names`: a JSON list of class names.
 pub fn read_native(path: &Path) -> Result<Dataset> {
-    use safetensors::{Dtype, SafeTensors};
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    parse_native(path, &bytes)
+}
+
+pub fn parse_native(path: &Path, bytes: &[u8]) -> Result<Dataset> {
+    use safetensors::{Dtype, SafeTensors};
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
     let images = st
         .tensor("images")
@@ -247,7 +266,7 @@ pub fn read_native(path: &Path) -> Result<Dataset> {
             u32::try_from(l).map_err(|_| bad(path, format!("label {l} is negative or too large")))
         })
         .collect::<Result<_>>()?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
+    let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
     let label_names = match meta.metadata().as_ref().and_then(|m| m.get("label_names")) {
         Some(json) => Some(

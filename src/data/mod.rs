@@ -1,7 +1,7 @@
 //! Labelled image data: gzipped or raw IDX (MNIST / Fashion-MNIST), the UCI digits CSV, and
 //! lethe's own safetensors-based format. See docs/data.md.
 
-mod formats;
+pub mod formats;
 mod split;
 
 pub use split::{select_forget, ForgetSpec, Split};
