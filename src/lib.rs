@@ -15,8 +15,8 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod train;
-pub mod untrusted;
 pub mod unlearn;
+pub mod untrusted;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 fn replay(target: &str, entry: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for f in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();
@@ -36,6 +38,7 @@ fn the_seed_inputs_are_valid() {
     let idx = std::fs::read(corpus.join("data_file/idx")).unwrap();
     let cut = idx[1] as usize;
     let (labels, images) = idx[2..].split_at(cut);
-    let ds = lethe::data::formats::parse_idx_pair(Path::new("i"), images, Path::new("l"), labels).unwrap();
+    let ds = lethe::data::formats::parse_idx_pair(Path::new("i"), images, Path::new("l"), labels)
+        .unwrap();
     assert_eq!(ds.len(), 2);
 }

@@ -115,7 +115,11 @@ fn serve(s: TcpStream, repos: &BTreeMap<String, RepoSpec>) -> std::io::Result<()
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut words = line.split_whitespace();
+        let method = words.next().unwrap_or("GET").to_string();
+        let target = words.next().unwrap_or("/");
+        // Query strings (Python's client adds some) do not change the answer here.
+        let path = target.split('?').next().unwrap_or("/").to_string();
         let mut range = None;
         let mut authorized = false;
         loop {
@@ -132,21 +136,54 @@ fn serve(s: TcpStream, repos: &BTreeMap<String, RepoSpec>) -> std::io::Result<()
                 authorized = true;
             }
         }
-        answer(&mut out, &path, range, authorized, repos)?;
+        answer(&mut out, &method, &path, range, authorized, repos)?;
     }
 }
 
 fn answer(
     s: &mut TcpStream,
+    method: &str,
     path: &str,
     range: Option<(usize, Option<usize>)>,
     authorized: bool,
     repos: &BTreeMap<String, RepoSpec>,
 ) -> std::io::Result<()> {
     let not_found = |s: &mut TcpStream| respond(s, "404 Not Found", &[], b"not found");
-    // /api/models/{org}/{name}/revision/{rev}
+    // /api/models/{org}/{name}/revision/{rev} and …/tree/{rev} (Python's client lists files so)
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let parts: Vec<&str> = rest.splitn(4, '/').collect();
+        if parts.len() == 4 && parts[2] == "tree" {
+            let repo = format!("{}/{}", parts[0], parts[1]);
+            let Some(spec) = repos.get(&repo) else {
+                return not_found(s);
+            };
+            if spec.private && !authorized {
+                return respond(s, "401 Unauthorized", &[], b"unauthorized");
+            }
+            let Some(rev) = find_revision(spec, parts[3]) else {
+                return not_found(s);
+            };
+            let entries: Vec<serde_json::Value> = rev
+                .files
+                .iter()
+                .map(|(f, bytes)| {
+                    let mut e = serde_json::json!({
+                        "type": "file", "path": f, "size": bytes.len(), "oid": &sha256(bytes)[..40],
+                    });
+                    if f.ends_with(".safetensors") {
+                        e["lfs"] = serde_json::json!({"oid": sha256(bytes), "size": bytes.len(), "pointerSize": 134});
+                    }
+                    e
+                })
+                .collect();
+            let body = serde_json::Value::Array(entries).to_string();
+            return respond(
+                s,
+                "200 OK",
+                &[("Content-Type".into(), "application/json".into())],
+                body.as_bytes(),
+            );
+        }
         if parts.len() == 4 && parts[2] == "revision" {
             let repo = format!("{}/{}", parts[0], parts[1]);
             let Some(spec) = repos.get(&repo) else {
@@ -155,7 +192,7 @@ fn answer(
             if spec.private && !authorized {
                 return respond(s, "401 Unauthorized", &[], b"unauthorized");
             }
-            let Some(rev) = spec.revisions.get(parts[3]) else {
+            let Some(rev) = find_revision(spec, parts[3]) else {
                 return not_found(s);
             };
             let siblings: Vec<serde_json::Value> = rev
@@ -163,7 +200,7 @@ fn answer(
                 .keys()
                 .map(|f| serde_json::json!({"rfilename": f}))
                 .collect();
-            let body = serde_json::json!({"sha": rev.commit, "siblings": siblings}).to_string();
+            let body = serde_json::json!({"id": repo, "private": spec.private, "sha": rev.commit, "siblings": siblings}).to_string();
             return respond(
                 s,
                 "200 OK",
@@ -183,7 +220,7 @@ fn answer(
         if spec.private && !authorized {
             return respond(s, "401 Unauthorized", &[], b"unauthorized");
         }
-        let Some(rev) = spec.revisions.get(parts[3]) else {
+        let Some(rev) = find_revision(spec, parts[3]) else {
             return not_found(s);
         };
         let Some(content) = rev.files.get(parts[4]) else {
@@ -207,17 +244,40 @@ fn answer(
             None => (0, served.len()),
         };
         let body = &served[start..end.max(start)];
-        let headers = vec![
+        let mut headers = vec![
             ("ETag".to_string(), format!("\"{etag}\"")),
             ("X-Repo-Commit".to_string(), rev.commit.clone()),
-            (
-                "Content-Range".to_string(),
-                format!("bytes {start}-{}/{}", end.max(start + 1) - 1, served.len()),
-            ),
         ];
+        if method == "HEAD" {
+            // Headers only, with the whole file's length (as the hub answers HEAD).
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n",
+                served.len(),
+                headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\r\n"))
+                    .collect::<String>()
+            );
+            s.write_all(head.as_bytes())?;
+            return s.flush();
+        }
+        if range.is_none() {
+            return respond(s, "200 OK", &headers, body);
+        }
+        headers.push((
+            "Content-Range".to_string(),
+            format!("bytes {start}-{}/{}", end.max(start + 1) - 1, served.len()),
+        ));
         return respond(s, "206 Partial Content", &headers, body);
     }
     not_found(s)
+}
+
+/// A revision by branch name or by commit id.
+fn find_revision<'a>(spec: &'a RepoSpec, rev: &str) -> Option<&'a Revision> {
+    spec.revisions
+        .get(rev)
+        .or_else(|| spec.revisions.values().find(|r| r.commit == rev))
 }
 
 /// A tiny sharded checkpoint: config.json, an index and two shards.
@@ -477,6 +537,64 @@ fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() 
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot reach"), "{}", stderr(&o));
+}
+
+/// Runs Python with huggingface_hub (installed by .ci/run) against the same cache and hub.
+fn python(code: &str, endpoint: &str, home: &Path, extra_env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new("python3");
+    c.args(["-c", code])
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", home)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_XET", "1")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HUB_OFFLINE");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("No module named 'huggingface_hub'"),
+        "python3 lacks huggingface_hub: pip install huggingface_hub (.ci/run does)"
+    );
+    o
+}
+
+#[test]
+fn the_cache_is_shared_with_pythons_huggingface_hub_both_ways() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    // lethe pulls, Python finds it offline.
+    let o = lethe(
+        &["pull", "lethe-test/sharded", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours = stdout(&o);
+    let o = python(
+        "from huggingface_hub import snapshot_download; print(snapshot_download('lethe-test/sharded', local_files_only=True))",
+        &hub.addr, home.path(), &[("HF_HUB_OFFLINE", "1")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), ours);
+    // Python pulls another revision, lethe finds it offline.
+    let o = python(
+        "from huggingface_hub import snapshot_download; print(snapshot_download('lethe-test/sharded', revision='v1'))",
+        &hub.addr, home.path(), &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let theirs = stdout(&o);
+    let o = lethe(
+        &["pull", "lethe-test/sharded@v1", "-q"],
+        &hub.addr,
+        home.path(),
+        &[("HF_HUB_OFFLINE", "1")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), theirs);
 }
 
 #[test]
