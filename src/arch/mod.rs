@@ -173,14 +173,20 @@ fn labels(config: &Value) -> Result<Vec<String>> {
         let name = v
             .as_str()
             .ok_or_else(|| Error::Config(format!("id2label[{k}] is not a string")))?;
-        *labels.get_mut(i).ok_or_else(|| {
+        let slot = labels.get_mut(i).ok_or_else(|| {
             Error::Config(format!("id2label keys must be 0..{}, found {i}", map.len()))
-        })? = Some(name.to_string());
+        })?;
+        if slot.is_some() {
+            // "1" and "001" name the same class.
+            return Err(Error::Config(format!("id2label names class {i} twice")));
+        }
+        *slot = Some(name.to_string());
     }
     if labels.len() < 2 {
         return Err(Error::Config("id2label needs at least two classes".into()));
     }
-    Ok(labels.into_iter().map(|l| l.expect("filled")).collect())
+    // n distinct keys below n fill every slot.
+    Ok(labels.into_iter().map(|l| l.unwrap_or_default()).collect())
 }
 
 pub(crate) fn usize_list(config: &Value, key: &str) -> Result<Vec<usize>> {
