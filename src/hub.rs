@@ -123,7 +123,12 @@ pub fn resolve_model(arg: &Path, progress: bool) -> Result<PathBuf> {
         return Ok(arg.to_path_buf());
     }
     match arg.to_str().and_then(HubId::parse) {
-        Some(id) if !arg.exists() => pull(&id, &HubEnv::from_env(), progress),
+        Some(id) if !arg.exists() => pull(&id, &HubEnv::from_env(), progress).map_err(|e| {
+            Error::Hub(format!(
+                "{}: no such directory, and pulling it as a hub id failed: {e}",
+                arg.display()
+            ))
+        }),
         _ => Err(Error::Checkpoint {
             path: arg.to_path_buf(),
             reason: "not a directory, and not a hub id of the form org/name[@revision]".into(),
@@ -249,6 +254,7 @@ fn fetch(
     if target.is_file() {
         return Ok(target);
     }
+    preflight(repo, id, env, name)?;
     let path = if progress {
         repo.download_with_progress(name, FileProgress::new())
     } else {
@@ -281,6 +287,45 @@ fn fetch(
         )));
     }
     Ok(path)
+}
+
+/// Reads a file's headers before hf-hub does, because hf-hub names cache files after them: an
+/// ETag or commit id from a hostile server must not become a path outside the cache.
+fn preflight(repo: &ApiRepo, id: &HubId, env: &HubEnv, name: &str) -> Result<()> {
+    let url = repo.url(name);
+    let mut request = ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .get(&url)
+        .set("Range", "bytes=0-0");
+    if let Some(token) = &env.token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, r)) if (300..400).contains(&code) => r,
+        Err(e) => {
+            return Err(hub_error(
+                id,
+                env,
+                hf_hub::api::sync::ApiError::RequestError(Box::new(e)),
+            ))
+        }
+    };
+    let etag = response
+        .header("x-linked-etag")
+        .or_else(|| response.header("etag"))
+        .unwrap_or("")
+        .replace('"', "");
+    let commit = response.header("x-repo-commit").unwrap_or("");
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !plain(&etag) || !is_commit_hash(commit) {
+        return Err(Error::Hub(format!(
+            "{}: {name}: the hub sent a malformed ETag {etag:?} or commit id {commit:?}",
+            id.repo
+        )));
+    }
+    Ok(())
 }
 
 /// The cached snapshot of `id` without touching the network.

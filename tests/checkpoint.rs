@@ -291,3 +291,14 @@ fn an_uncommitted_output_leaves_nothing_behind() {
     assert!(!target.exists());
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn an_existing_empty_output_directory_is_filled_without_overwrite() {
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("out");
+    std::fs::create_dir(&target).unwrap();
+    let dir = OutputDir::create(&target, &[], false).unwrap();
+    dir.write_file("a.txt", b"x").unwrap();
+    dir.commit().unwrap();
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"x");
+}

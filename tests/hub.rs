@@ -228,7 +228,10 @@ fn answer(
         };
         let lfs = parts[4].ends_with(".safetensors");
         // LFS files carry their SHA-256 as ETag; others a git-style 40-hex id.
-        let etag = if lfs {
+        let etag = if repo == "lethe-test/bad-etag" {
+            // A server trying to make the client write outside its cache.
+            "../../../escaped".to_string()
+        } else if lfs {
             sha256(content)
         } else {
             sha256(content)[..40].to_string()
@@ -395,6 +398,16 @@ fn repos() -> BTreeMap<String, RepoSpec> {
         RepoSpec {
             private: false,
             revisions: BTreeMap::from([("main".to_string(), rev(6, hostile, &[]))]),
+        },
+    );
+    repos.insert(
+        "lethe-test/bad-etag".into(),
+        RepoSpec {
+            private: false,
+            revisions: BTreeMap::from([(
+                "main".to_string(),
+                rev(7, single_file_checkpoint(7), &[]),
+            )]),
         },
     );
     repos
@@ -692,4 +705,13 @@ fn pickle_weights_and_escaping_names_are_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("escape"), "{}", stderr(&o));
     assert!(!home.path().join("escape.txt").exists());
+    let o = lethe(
+        &["pull", "lethe-test/bad-etag", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("malformed ETag"), "{}", stderr(&o));
+    assert!(!home.path().join("escaped").exists() && !home.path().join("hub/escaped").exists());
 }

@@ -85,6 +85,15 @@ impl OutputDir {
     /// replaced only after the new one is complete.
     pub fn commit(mut self) -> Result<PathBuf> {
         sync_dir(&self.staging);
+        let empty_dir = self
+            .target
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if empty_dir {
+            // An empty directory holds nothing to lose; it was accepted at creation.
+            std::fs::remove_dir(&self.target).map_err(|e| Error::io(&self.target, e))?;
+        }
         if self.target.exists() {
             if !self.overwrite {
                 return Err(Error::Usage(format!(
