@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use hf_hub::api::sync::{ApiBuilder, ApiRepo};
 use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -267,7 +266,7 @@ fn fetch(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit()) {
-        let actual = sha256_hex(&blob)?;
+        let actual = crate::digest::sha256_file(&blob)?;
         if !actual.eq_ignore_ascii_case(&etag) {
             // Leave nothing of the bad download behind.
             let _ = std::fs::remove_file(&path);
@@ -376,25 +375,6 @@ pub fn is_safe_repo_path(name: &str) -> bool {
         && name
             .split('/')
             .all(|p| !p.is_empty() && p != "." && p != "..")
-}
-
-fn sha256_hex(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// A progress bar per downloaded file.

@@ -11,7 +11,6 @@ use crate::unlearn::{
     defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -316,7 +315,10 @@ impl JobFile {
     pub fn provenance(&self) -> Result<Provenance> {
         let mut inputs = BTreeMap::new();
         for f in self.input_files()? {
-            inputs.insert(f.display().to_string(), sha256_of(&f)?);
+            inputs.insert(
+                f.display().to_string(),
+                format!("sha256:{}", crate::digest::sha256_file(&f)?),
+            );
         }
         Ok(Provenance {
             lethe_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -383,26 +385,4 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn sha256_of(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let digest = hasher.finalize();
-    Ok(format!(
-        "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ))
 }

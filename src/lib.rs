@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod diff;
+pub mod digest;
 pub mod error;
 pub mod export;
 pub mod hub;

@@ -283,7 +283,6 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
 
 /// Identifies a run by its inputs and settings, so that a saved state resumes only its own run.
 fn fingerprint(job: &UnlearnJob, model: &LoadedModel, config: &UnlearnConfig) -> String {
-    use sha2::Digest;
     let description = serde_json::json!({
         "lethe": env!("CARGO_PKG_VERSION"),
         "model": model.checkpoint.dir.display().to_string(),
@@ -293,10 +292,7 @@ fn fingerprint(job: &UnlearnJob, model: &LoadedModel, config: &UnlearnConfig) ->
         "freeze": job.freeze_patterns,
         "config": config,
     });
-    sha2::Sha256::digest(description.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_bytes(description.to_string().as_bytes())
 }
 
 fn check_parity(

@@ -286,6 +286,24 @@ pub fn write_new(
     tensors: &[(String, Tensor)],
     dtype: Dtype,
 ) -> Result<()> {
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(&dir.join(super::SINGLE_FILE), tensors, dtype, Some(meta))?;
+    let config_path = dir.join(super::CONFIG_FILE);
+    let text = serde_json::to_string_pretty(config).expect("a JSON value serialises");
+    std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
+}
+
+/// Writes f32 tensors to one safetensors file (run states and other lethe-internal files).
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    write_safetensors(path, tensors, Dtype::F32, None)
+}
+
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    dtype: Dtype,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
     let entries: Vec<(String, TensorBytes)> = tensors
         .iter()
         .map(|(name, t)| {
@@ -299,32 +317,7 @@ pub fn write_new(
             ))
         })
         .collect::<Result<_>>()?;
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let path = dir.join(super::SINGLE_FILE);
-    let bytes = safetensors::serialize(entries.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .map_err(|e| Error::Output(format!("{}: {e}", path.display())))?;
-    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    let config_path = dir.join(super::CONFIG_FILE);
-    let text = serde_json::to_string_pretty(config).expect("a JSON value serialises");
-    std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
-}
-
-/// Writes f32 tensors to one safetensors file (run states and other lethe-internal files).
-pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let entries: Vec<(String, TensorBytes)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            Ok((
-                name.clone(),
-                TensorBytes {
-                    dtype: Dtype::F32,
-                    shape: t.dims().to_vec(),
-                    data: Cow::Owned(encode(t, Dtype::F32, name)?),
-                },
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(entries.iter().map(|(n, t)| (n.as_str(), t)), None)
+    let bytes = safetensors::serialize(entries.iter().map(|(n, t)| (n.as_str(), t)), metadata)
         .map_err(|e| Error::Output(format!("{}: {e}", path.display())))?;
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
