@@ -161,7 +161,18 @@ impl JobFile {
             };
             *p = lexically_normal(&std::path::absolute(&joined).unwrap_or(joined));
         };
-        fix(&mut self.model.source);
+        // A hub id (org/name[@revision]) stays as it is unless such a directory exists here.
+        let is_hub_id = self.model.source.is_relative()
+            && !base.join(&self.model.source).exists()
+            && self
+                .model
+                .source
+                .to_str()
+                .and_then(crate::hub::HubId::parse)
+                .is_some();
+        if !is_hub_id {
+            fix(&mut self.model.source);
+        }
         fix(&mut self.data.train);
         self.data.test.iter_mut().for_each(fix);
         self.forget.indices.iter_mut().for_each(fix);
@@ -295,7 +306,8 @@ impl JobFile {
 
     /// The input files of the job, for provenance: the checkpoint directory's files and the data.
     pub fn input_files(&self) -> Result<Vec<PathBuf>> {
-        let mut files = files_under(&self.model.source)?;
+        let model_dir = crate::hub::resolve_model(&self.model.source, false)?;
+        let mut files = files_under(&model_dir)?;
         let mut data = vec![self.data.train.clone()];
         data.extend(self.data.test.clone());
         data.extend(self.forget.indices.clone());

@@ -611,6 +611,33 @@ fn the_cache_is_shared_with_pythons_huggingface_hub_both_ways() {
 }
 
 #[test]
+fn a_job_file_may_name_a_hub_model() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    common::write_dataset(&home.path().join("data.safetensors"), 30, [1, 4, 4], 3, 1);
+    let job = home.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[model]\nsource = \"lethe-test/sharded@v1\"\n[data]\ntrain = \"data.safetensors\"\n[forget]\nclass = \"1\"\n[output]\ndir = \"out\"\n",
+    )
+    .unwrap();
+    let o = lethe(
+        &["run", job.to_str().unwrap(), "--dry-run"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(
+        plan.contains("source = \"lethe-test/sharded@v1\""),
+        "{plan}"
+    );
+    // Provenance hashes the pulled snapshot's files.
+    assert!(plan.contains(&commit(2)), "{plan}");
+}
+
+#[test]
 fn hf_hub_cache_overrides_hf_home() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
