@@ -3,23 +3,12 @@
 
 mod common;
 
+use common::{lethe, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/digits.csv.gz");
-
-fn lethe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("lethe runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A small MLP trained on the digits CSV, shared by the tests of this file.
 fn digits_model() -> &'static Path {

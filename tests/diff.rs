@@ -2,21 +2,10 @@
 //! headless Chromium (installed by .ci/run from Debian's `chromium` package).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn lethe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{lethe, stderr};
+use std::process::Command;
 
 /// The bundled model with its classifier head edited to forget Dress.
 fn edited(dir: &Path) -> PathBuf {

@@ -2,21 +2,11 @@
 //! repeats the run bit for bit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{lethe, stderr};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn lethe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The documented job, with its output moved into `dir` and `extra` appended.
 fn job_in(dir: &Path, extra: &str) -> PathBuf {
