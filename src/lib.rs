@@ -9,6 +9,7 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod export;
+pub mod gguf;
 pub mod hub;
 pub mod job;
 pub mod nn;

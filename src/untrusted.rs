@@ -63,6 +63,16 @@ pub fn data_file(bytes: &[u8]) {
     }
 }
 
+/// A GGUF file: header, metadata, tensor table, and every tensor dequantized.
+pub fn gguf_file(bytes: &[u8]) {
+    if let Ok(g) = crate::gguf::Gguf::parse(Path::new(NAME), bytes.to_vec()) {
+        for t in &g.tensors {
+            // Bounded work: tensors were checked to lie inside the input.
+            let _ = g.dequantize(t);
+        }
+    }
+}
+
 /// A job file for `lethe run`, through to the resolved job.
 pub fn job_file(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {

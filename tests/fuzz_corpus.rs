@@ -25,6 +25,7 @@ fn every_corpus_input_is_handled_without_a_panic() {
     assert!(replay("config_json", config_json) > 0);
     assert!(replay("data_file", data_file) > 0);
     assert!(replay("job_file", job_file) > 0);
+    assert!(replay("gguf_file", gguf_file) > 0);
 }
 
 #[test]
@@ -41,4 +42,7 @@ fn the_seed_inputs_are_valid() {
     let ds = lethe::data::formats::parse_idx_pair(Path::new("i"), images, Path::new("l"), labels)
         .unwrap();
     assert_eq!(ds.len(), 2);
+    let gguf = std::fs::read(corpus.join("gguf_file/tiny.gguf")).unwrap();
+    let g = lethe::gguf::Gguf::parse(Path::new("tiny.gguf"), gguf).unwrap();
+    assert_eq!(g.tensors.len(), 2);
 }

@@ -1,0 +1,368 @@
+//! GGUF files (llama.cpp's format): the header, metadata and tensor table, and dequantization of
+//! the tensor types lethe reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1) to f32. Every count, length
+//! and offset is checked against the bytes present: GGUF files are untrusted input.
+//!
+//! Layout (version 2 and 3, little-endian): magic "GGUF", u32 version, u64 tensor count, u64
+//! metadata count, the metadata key/value pairs, the tensor infos (name, dimensions, type,
+//! offset), padding to `general.alignment` (default 32), then the tensor data.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// Bounds that keep a hostile header from asking for absurd allocations.
+const MAX_ITEMS: u64 = 1 << 24;
+const MAX_DIMS: u32 = 8;
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<Value>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl Value {
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            Value::I8(v) if v >= 0 => Some(v as u64),
+            Value::I16(v) if v >= 0 => Some(v as u64),
+            Value::I32(v) if v >= 0 => Some(v as u64),
+            Value::I64(v) if v >= 0 => Some(v as u64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The tensor types lethe dequantizes, by their GGML type ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+    BF16,
+}
+
+impl TensorType {
+    fn from_id(id: u32) -> Option<TensorType> {
+        Some(match id {
+            0 => TensorType::F32,
+            1 => TensorType::F16,
+            2 => TensorType::Q4_0,
+            3 => TensorType::Q4_1,
+            8 => TensorType::Q8_0,
+            30 => TensorType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// (elements per block, bytes per block).
+    fn block(self) -> (u64, u64) {
+        match self {
+            TensorType::F32 => (1, 4),
+            TensorType::F16 | TensorType::BF16 => (1, 2),
+            TensorType::Q4_0 => (32, 18),
+            TensorType::Q4_1 => (32, 20),
+            TensorType::Q8_0 => (32, 34),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Dimensions as GGUF stores them: the fastest-varying first.
+    pub dims: Vec<u64>,
+    pub kind: TensorType,
+    /// Byte range in the file.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl TensorInfo {
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// The shape in row-major order (the order safetensors and candle use).
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().map(|&d| d as usize).collect()
+    }
+}
+
+/// A parsed GGUF file held in memory.
+pub struct Gguf {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, Value>,
+    pub tensors: Vec<TensorInfo>,
+    bytes: Vec<u8>,
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bad(&self, reason: impl Into<String>) -> Error {
+        Error::Checkpoint {
+            path: self.path.to_path_buf(),
+            reason: format!(
+                "not a valid GGUF file: {} (at byte {})",
+                reason.into(),
+                self.pos
+            ),
+        }
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8]> {
+        let n = usize::try_from(n).map_err(|_| self.bad("length out of range"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.bad("truncated"))?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N as u64)?.try_into().expect("N bytes"))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn count(&mut self, what: &str) -> Result<u64> {
+        let n = self.u64()?;
+        if n > MAX_ITEMS {
+            return Err(self.bad(format!("{what} count {n} is implausibly large")));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let n = self.count("string length")?;
+        let raw = self.take(n)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| self.bad("a string is not UTF-8"))
+    }
+
+    fn value(&mut self, type_id: u32, depth: u32) -> Result<Value> {
+        Ok(match type_id {
+            0 => Value::U8(self.array::<1>()?[0]),
+            1 => Value::I8(self.array::<1>()?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array()?)),
+            3 => Value::I16(i16::from_le_bytes(self.array()?)),
+            4 => Value::U32(self.u32()?),
+            5 => Value::I32(i32::from_le_bytes(self.array()?)),
+            6 => Value::F32(f32::from_le_bytes(self.array()?)),
+            7 => match self.array::<1>()?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(self.bad(format!("boolean byte {b}"))),
+            },
+            8 => Value::String(self.string()?),
+            9 => {
+                if depth > 4 {
+                    return Err(self.bad("arrays nested too deeply"));
+                }
+                let inner = self.u32()?;
+                let n = self.count("array length")?;
+                let mut items = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    items.push(self.value(inner, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::U64(self.u64()?),
+            11 => Value::I64(i64::from_le_bytes(self.array()?)),
+            12 => Value::F64(f64::from_le_bytes(self.array()?)),
+            other => return Err(self.bad(format!("unknown metadata type {other}"))),
+        })
+    }
+}
+
+impl Gguf {
+    pub fn open(path: &Path) -> Result<Gguf> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Gguf::parse(path, bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Gguf> {
+        let mut r = Reader {
+            path,
+            bytes: &bytes,
+            pos: 0,
+        };
+        if r.take(4)? != MAGIC {
+            return Err(r.bad("wrong magic (expected \"GGUF\")"));
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(r.bad(format!("version {version}; lethe reads versions 2 and 3")));
+        }
+        let n_tensors = r.count("tensor")?;
+        let n_kv = r.count("metadata")?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let type_id = r.u32()?;
+            let value = r.value(type_id, 0)?;
+            metadata.insert(key, value);
+        }
+        let mut raw_tensors = Vec::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims == 0 || n_dims > MAX_DIMS {
+                return Err(r.bad(format!("tensor {name} has {n_dims} dimensions")));
+            }
+            let dims: Vec<u64> = (0..n_dims).map(|_| r.u64()).collect::<Result<_>>()?;
+            let type_id = r.u32()?;
+            let offset = r.u64()?;
+            raw_tensors.push((name, dims, type_id, offset));
+        }
+        let alignment = match metadata.get("general.alignment") {
+            Some(v) => v
+                .as_u64()
+                .filter(|a| *a > 0 && a.is_power_of_two() && *a <= 1 << 16)
+                .ok_or_else(|| r.bad("general.alignment is not a small power of two"))?,
+            None => DEFAULT_ALIGNMENT,
+        };
+        let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
+        let mut tensors = Vec::with_capacity(raw_tensors.len());
+        for (name, dims, type_id, offset) in raw_tensors {
+            let kind = TensorType::from_id(type_id).ok_or_else(|| {
+                r.bad(format!(
+                    "tensor {name} has quantization type {type_id}, which lethe cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+                ))
+            })?;
+            let elements = dims
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| r.bad(format!("tensor {name}: dimensions overflow")))?;
+            let (block, block_bytes) = kind.block();
+            if elements % block != 0 {
+                return Err(r.bad(format!(
+                    "tensor {name}: {elements} elements are not whole blocks of {block}"
+                )));
+            }
+            let size = (elements / block)
+                .checked_mul(block_bytes)
+                .ok_or_else(|| r.bad(format!("tensor {name}: size overflows")))?;
+            let start = data_start
+                .checked_add(offset)
+                .ok_or_else(|| r.bad(format!("tensor {name}: offset overflows")))?;
+            let end = start
+                .checked_add(size)
+                .filter(|&e| e <= bytes.len() as u64)
+                .ok_or_else(|| r.bad(format!("tensor {name} lies past the end of the file")))?;
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                kind,
+                start: start as usize,
+                end: end as usize,
+            });
+        }
+        Ok(Gguf {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            bytes,
+        })
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// A tensor's values as f32, in row-major order of [`TensorInfo::shape`].
+    pub fn dequantize(&self, info: &TensorInfo) -> Vec<f32> {
+        dequantize(info.kind, &self.bytes[info.start..info.end])
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Dequantizes whole blocks of `kind` (the caller guarantees whole blocks).
+pub fn dequantize(kind: TensorType, data: &[u8]) -> Vec<f32> {
+    match kind {
+        TensorType::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        TensorType::F16 => data.chunks_exact(2).map(|c| f16_at(c, 0)).collect(),
+        TensorType::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        // d (f16), then 32 signed bytes: x = d·q.
+        TensorType::Q8_0 => data
+            .chunks_exact(34)
+            .flat_map(|b| {
+                let d = f16_at(b, 0);
+                b[2..34].iter().map(move |&q| d * (q as i8) as f32)
+            })
+            .collect(),
+        // d (f16), then 16 bytes of nibbles: element j is the low nibble of byte j, element
+        // j + 16 its high nibble; x = d·(q − 8).
+        TensorType::Q4_0 => data
+            .chunks_exact(18)
+            .flat_map(|b| {
+                let d = f16_at(b, 0);
+                let q = &b[2..18];
+                let low = q.iter().map(move |&x| d * ((x & 0x0F) as f32 - 8.0));
+                let high = q.iter().map(move |&x| d * ((x >> 4) as f32 - 8.0));
+                low.chain(high).collect::<Vec<_>>()
+            })
+            .collect(),
+        // d and m (f16), then nibbles as in Q4_0: x = d·q + m.
+        TensorType::Q4_1 => data
+            .chunks_exact(20)
+            .flat_map(|b| {
+                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+                let q = &b[4..20];
+                let low = q.iter().map(move |&x| d * (x & 0x0F) as f32 + m);
+                let high = q.iter().map(move |&x| d * (x >> 4) as f32 + m);
+                low.chain(high).collect::<Vec<_>>()
+            })
+            .collect(),
+    }
+}
