@@ -31,12 +31,12 @@ fn gguf(metadata: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>, u32, Vec<
         out.extend(type_id.to_le_bytes());
         out.extend(offset.to_le_bytes());
         data.extend_from_slice(bytes);
-        while data.len() % 32 != 0 {
+        while !data.len().is_multiple_of(32) {
             data.push(0);
         }
         offset = data.len() as u64;
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     out.extend(data);
