@@ -247,12 +247,7 @@ impl JobFile {
                 momentum: o.momentum.expect("resolved"),
                 weight_decay: o.weight_decay.expect("resolved"),
             },
-            OptimizerName::Adamw => OptimizerKind::Adamw {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: o.weight_decay.expect("resolved"),
-            },
+            OptimizerName::Adamw => OptimizerKind::adamw(o.weight_decay.expect("resolved")),
         };
         if r.gates.max_gap.is_some() && r.gates.reference.is_none() {
             return Err(bad(path, "[gates] max_gap needs a reference model"));

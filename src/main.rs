@@ -139,12 +139,7 @@ impl OptimizerName {
                 momentum,
                 weight_decay,
             },
-            OptimizerName::Adamw => OptimizerKind::Adamw {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay,
-            },
+            OptimizerName::Adamw => OptimizerKind::adamw(weight_decay),
         }
     }
 }

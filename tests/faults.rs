@@ -65,6 +65,23 @@ fn unlearn_args<'a>(model: &'a Path, out: &'a Path) -> Vec<&'a std::ffi::OsStr> 
     v
 }
 
+/// Sends Ctrl-C (SIGINT) once the run is under way: its first checkpoint exists.
+fn interrupt_after_first_checkpoint(child: &std::process::Child, state: &Path) {
+    let started = Instant::now();
+    while !state.join("state.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
 #[test]
 fn ctrl_c_then_resume_ends_bit_identical_to_an_uninterrupted_run() {
     let d = tempfile::tempdir().unwrap();
@@ -85,20 +102,7 @@ fn ctrl_c_then_resume_ends_bit_identical_to_an_uninterrupted_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Interrupt once the run is under way (its first checkpoint exists).
-    let started = Instant::now();
-    while !state.join("state.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt_after_first_checkpoint(&child, &state);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
@@ -143,18 +147,7 @@ fn a_state_from_another_run_is_not_resumed() {
         .args(["--checkpoint-every", "50"])
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !state.join("state.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    interrupt_after_first_checkpoint(&child, &state);
     let _ = child.wait();
     // Same output directory, other settings.
     let o = lethe()

@@ -427,6 +427,11 @@ fn lethe(args: &[&str], endpoint: &str, home: &Path, extra_env: &[(&str, &str)])
     c.output().unwrap()
 }
 
+/// `lethe pull REPO -q` against `hub`, with `home` as HF_HOME.
+fn pull(hub: &TestHub, home: &Path, repo: &str, extra_env: &[(&str, &str)]) -> Output {
+    lethe(&["pull", repo, "-q"], &hub.addr, home, extra_env)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
@@ -439,12 +444,7 @@ fn stderr(o: &Output) -> String {
 fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() {
     let mut hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
-    let o = lethe(
-        &["pull", "lethe-test/sharded", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let snapshot = PathBuf::from(stdout(&o));
     let folder = home.path().join("hub/models--lethe-test--sharded");
@@ -472,12 +472,7 @@ fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() 
     assert!(folder.join("blobs").join(sha256(&shard)).is_file());
 
     // The second revision is another commit with other weights.
-    let o = lethe(
-        &["pull", "lethe-test/sharded@v1", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded@v1", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v1 = PathBuf::from(stdout(&o));
     assert_eq!(v1, folder.join("snapshots").join(commit(2)));
@@ -504,20 +499,10 @@ fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() 
     // With the server gone, the cache still serves both revisions offline.
     hub.shutdown();
     let offline = [("HF_HUB_OFFLINE", "1")];
-    let o = lethe(
-        &["pull", "lethe-test/sharded", "-q"],
-        &hub.addr,
-        home.path(),
-        &offline,
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded", &offline);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(PathBuf::from(stdout(&o)), snapshot);
-    let o = lethe(
-        &["pull", "lethe-test/sharded@v1", "-q"],
-        &hub.addr,
-        home.path(),
-        &offline,
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded@v1", &offline);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = lethe(
         &[
@@ -533,21 +518,11 @@ fn pulls_a_sharded_repository_into_the_standard_cache_and_works_offline_after() 
     );
     assert!(o.status.success(), "{}", stderr(&o));
     // And says so clearly when something was never pulled.
-    let o = lethe(
-        &["pull", "lethe-test/private", "-q"],
-        &hub.addr,
-        home.path(),
-        &offline,
-    );
+    let o = pull(&hub, home.path(), "lethe-test/private", &offline);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not in the cache"), "{}", stderr(&o));
     // Online without a server: a clear error, not a hang or a panic.
-    let o = lethe(
-        &["pull", "lethe-test/sharded", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot reach"), "{}", stderr(&o));
 }
@@ -579,12 +554,7 @@ fn the_cache_is_shared_with_pythons_huggingface_hub_both_ways() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
     // lethe pulls, Python finds it offline.
-    let o = lethe(
-        &["pull", "lethe-test/sharded", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/sharded", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ours = stdout(&o);
     let o = python(
@@ -600,10 +570,10 @@ fn the_cache_is_shared_with_pythons_huggingface_hub_both_ways() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let theirs = stdout(&o);
-    let o = lethe(
-        &["pull", "lethe-test/sharded@v1", "-q"],
-        &hub.addr,
+    let o = pull(
+        &hub,
         home.path(),
+        "lethe-test/sharded@v1",
         &[("HF_HUB_OFFLINE", "1")],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -642,10 +612,10 @@ fn hf_hub_cache_overrides_hf_home() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
     let cache = home.path().join("elsewhere");
-    let o = lethe(
-        &["pull", "lethe-test/sharded", "-q"],
-        &hub.addr,
+    let o = pull(
+        &hub,
         home.path(),
+        "lethe-test/sharded",
         &[("HF_HUB_CACHE", cache.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -656,18 +626,13 @@ fn hf_hub_cache_overrides_hf_home() {
 fn a_private_repository_needs_a_token() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
-    let o = lethe(
-        &["pull", "lethe-test/private", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/private", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("HF_TOKEN"), "{}", stderr(&o));
-    let o = lethe(
-        &["pull", "lethe-test/private", "-q"],
-        &hub.addr,
+    let o = pull(
+        &hub,
         home.path(),
+        "lethe-test/private",
         &[("HF_TOKEN", TOKEN)],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -677,12 +642,7 @@ fn a_private_repository_needs_a_token() {
 fn a_file_that_does_not_match_its_etag_is_rejected_and_discarded() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
-    let o = lethe(
-        &["pull", "lethe-test/tampered", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/tampered", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("does not match the hub's SHA-256"),
@@ -715,29 +675,14 @@ fn a_file_that_does_not_match_its_etag_is_rejected_and_discarded() {
 fn pickle_weights_and_escaping_names_are_refused() {
     let hub = TestHub::start(repos());
     let home = tempfile::tempdir().unwrap();
-    let o = lethe(
-        &["pull", "lethe-test/pickle", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/pickle", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("never executes code"), "{}", stderr(&o));
-    let o = lethe(
-        &["pull", "lethe-test/hostile", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/hostile", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("escape"), "{}", stderr(&o));
     assert!(!home.path().join("escape.txt").exists());
-    let o = lethe(
-        &["pull", "lethe-test/bad-etag", "-q"],
-        &hub.addr,
-        home.path(),
-        &[],
-    );
+    let o = pull(&hub, home.path(), "lethe-test/bad-etag", &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("malformed ETag"), "{}", stderr(&o));
     assert!(!home.path().join("escaped").exists() && !home.path().join("hub/escaped").exists());

@@ -18,6 +18,18 @@ pub enum OptimizerKind {
     },
 }
 
+impl OptimizerKind {
+    /// AdamW with the usual β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
+    pub fn adamw(weight_decay: f64) -> Self {
+        OptimizerKind::Adamw {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        }
+    }
+}
+
 pub struct Optimizer {
     pub kind: OptimizerKind,
     pub lr: f64,
