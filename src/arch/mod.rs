@@ -2,8 +2,12 @@
 //! its config into a sequence of blocks; everything else (parameter names, forward pass, ONNX
 //! graph) follows from the blocks.
 
+pub mod bert;
 mod cnn;
+pub mod gpt2;
+pub mod llama;
 mod mlp;
+pub mod text;
 
 pub use cnn::CnnConfig;
 pub use mlp::MlpConfig;
@@ -28,7 +32,11 @@ const REGISTRY: &[(&str, Builder)] = &[
 ];
 
 pub fn known_model_types() -> Vec<&'static str> {
-    REGISTRY.iter().map(|(t, _)| *t).collect()
+    REGISTRY
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(text::TEXT_MODEL_TYPES.iter().copied())
+        .collect()
 }
 
 /// A sequential image classifier described by its config.json.
@@ -90,21 +98,7 @@ impl Classifier {
 
     /// Loads every parameter from the checkpoint as f32, checking names and shapes.
     pub fn load_params(&self, ckpt: &Checkpoint, device: &Device) -> Result<Params> {
-        let mut params = Params::new();
-        for spec in self.param_specs() {
-            let found = ckpt
-                .shape(&spec.name)
-                .ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
-            if found != spec.shape.as_slice() {
-                return Err(Error::ShapeMismatch {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    found: found.to_vec(),
-                });
-            }
-            params.insert(spec.name.clone(), ckpt.load_f32(&spec.name, device)?);
-        }
-        Ok(params)
+        load_params(&self.param_specs(), ckpt, device)
     }
 
     /// Logits [batch, labels] for images [batch, C, H, W].
@@ -189,6 +183,25 @@ fn labels(config: &Value) -> Result<Vec<String>> {
     Ok(labels.into_iter().map(|l| l.unwrap_or_default()).collect())
 }
 
+/// Loads the parameters `specs` name from the checkpoint as f32, checking every shape.
+pub fn load_params(specs: &[ParamSpec], ckpt: &Checkpoint, device: &Device) -> Result<Params> {
+    let mut params = Params::new();
+    for spec in specs {
+        let found = ckpt
+            .shape(&spec.name)
+            .ok_or_else(|| Error::MissingTensor(spec.name.clone()))?;
+        if found != spec.shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+                found: found.to_vec(),
+            });
+        }
+        params.insert(spec.name.clone(), ckpt.load_f32(&spec.name, device)?);
+    }
+    Ok(params)
+}
+
 pub(crate) fn usize_list(config: &Value, key: &str) -> Result<Vec<usize>> {
     let arr = config
         .get(key)
@@ -210,6 +223,25 @@ pub(crate) fn usize_field(config: &Value, key: &str, default: Option<usize>) -> 
             .map(|n| n as usize)
             .ok_or_else(|| Error::Config(format!("{key} must be a non-negative integer"))),
         None => default.ok_or_else(|| Error::Config(format!("missing integer {key}"))),
+    }
+}
+
+pub(crate) fn f64_field(config: &Value, key: &str, default: f64) -> Result<f64> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| Error::Config(format!("{key} must be a finite number"))),
+    }
+}
+
+pub(crate) fn bool_field(config: &Value, key: &str, default: bool) -> Result<bool> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| Error::Config(format!("{key} must be true or false"))),
     }
 }
 

@@ -43,11 +43,50 @@ impl GraphBuilder {
     }
 
     pub fn input(&mut self, name: &str, dims: &[Dim], doc: &str) {
-        self.inputs.push(value_info(name, dims, doc));
+        self.inputs
+            .push(value_info(name, data_type::FLOAT, dims, doc));
+    }
+
+    /// An int64 graph input (token ids, attention masks).
+    pub fn input_int64(&mut self, name: &str, dims: &[Dim], doc: &str) {
+        self.inputs
+            .push(value_info(name, data_type::INT64, dims, doc));
     }
 
     pub fn output(&mut self, name: &str, dims: &[Dim], doc: &str) {
-        self.outputs.push(value_info(name, dims, doc));
+        self.outputs
+            .push(value_info(name, data_type::FLOAT, dims, doc));
+    }
+
+    /// An f32 constant of any shape (a scalar when `dims` is empty), freshly named.
+    pub fn const_f32(&mut self, dims: &[usize], values: &[f32]) -> String {
+        let name = self.fresh("const");
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            name: name.clone(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// An int64 constant of any shape (a scalar when `dims` is empty), freshly named.
+    pub fn const_i64(&mut self, dims: &[usize], values: &[i64]) -> String {
+        let name = self.fresh("const");
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::INT64,
+            name: name.clone(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Total bytes of the initializers stored so far.
+    pub fn initializer_bytes(&self) -> usize {
+        self.initializers.iter().map(|t| t.raw_data.len()).sum()
     }
 
     /// Stores an f32 tensor as an initializer named `name`.
@@ -58,6 +97,7 @@ impl GraphBuilder {
             data_type: data_type::FLOAT,
             name: name.to_string(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         });
         Ok(name.to_string())
     }
@@ -68,6 +108,7 @@ impl GraphBuilder {
             data_type: data_type::INT64,
             name: name.to_string(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         });
         name.to_string()
     }
@@ -122,7 +163,48 @@ impl GraphBuilder {
 
     /// Encodes the graph as an ONNX model file's bytes.
     pub fn finish(self, graph_name: &str, metadata: &[(&str, String)]) -> Vec<u8> {
-        let model = ModelProto {
+        self.into_model(graph_name, metadata).encode_to_vec()
+    }
+
+    /// Encodes the graph with the weights' bytes moved to an external data file named
+    /// `data_file` (relative to the model file), as protobuf cannot hold a model over 2 GiB.
+    /// Returns (model bytes, data file bytes).
+    pub fn finish_external(
+        mut self,
+        graph_name: &str,
+        metadata: &[(&str, String)],
+        data_file: &str,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut data = Vec::new();
+        // Shape operands and scalars stay inline: shape inference reads them.
+        let weights = self
+            .initializers
+            .iter_mut()
+            .filter(|t| t.data_type == data_type::FLOAT && t.raw_data.len() >= 1024);
+        for t in weights {
+            // 64-byte alignment lets readers map each tensor in place.
+            data.resize(data.len().next_multiple_of(64), 0);
+            let offset = data.len();
+            let bytes = std::mem::take(&mut t.raw_data);
+            data.extend_from_slice(&bytes);
+            t.data_location = 1;
+            t.external_data = [
+                ("location", data_file.to_string()),
+                ("offset", offset.to_string()),
+                ("length", bytes.len().to_string()),
+            ]
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto {
+                key: key.into(),
+                value,
+            })
+            .collect();
+        }
+        (self.into_model(graph_name, metadata).encode_to_vec(), data)
+    }
+
+    fn into_model(self, graph_name: &str, metadata: &[(&str, String)]) -> ModelProto {
+        ModelProto {
             ir_version: IR_VERSION,
             producer_name: "lethe".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -148,17 +230,16 @@ impl GraphBuilder {
                     value: v.clone(),
                 })
                 .collect(),
-        };
-        model.encode_to_vec()
+        }
     }
 }
 
-fn value_info(name: &str, dims: &[Dim], doc: &str) -> ValueInfoProto {
+fn value_info(name: &str, elem_type: i32, dims: &[Dim], doc: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
             tensor_type: Some(TypeProtoTensor {
-                elem_type: data_type::FLOAT,
+                elem_type,
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()

@@ -51,6 +51,13 @@ pub enum Block {
     },
 }
 
+impl ParamSpec {
+    /// A pretrained weight (never initialised by lethe).
+    pub fn weight(name: &str, shape: &[usize]) -> ParamSpec {
+        spec(name.to_string(), shape.to_vec(), ParamInit::Zeros, false)
+    }
+}
+
 fn spec(name: String, shape: Vec<usize>, init: ParamInit, is_buffer: bool) -> ParamSpec {
     ParamSpec {
         name,

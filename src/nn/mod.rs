@@ -3,6 +3,9 @@
 //! exported graph are two readings of one description.
 
 mod block;
+pub mod eager;
+pub mod onnx;
+pub mod ops;
 mod params;
 
 pub use block::{Block, ParamInit, ParamSpec};

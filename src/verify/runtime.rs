@@ -109,6 +109,29 @@ impl OnnxModel {
         })
     }
 
+    /// Runs a text model on token ids and an attention mask, both [batch, seq] int64 (the inputs
+    /// `input_ids` and `attention_mask`); returns the flat first output.
+    pub fn run_tokens(
+        &mut self,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<f32>> {
+        let shape = vec![batch, seq];
+        let err = |e: ort::Error| Error::Runtime(e.to_string());
+        let ids = Tensor::from_array((shape.clone(), ids)).map_err(err)?;
+        let mask = Tensor::from_array((shape, mask)).map_err(err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["input_ids" => ids, "attention_mask" => mask])
+            .map_err(err)?;
+        let (_, values) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        Ok(values.to_vec())
+    }
+
     /// Runs the model on `n` f32 inputs of shape `item_shape`; returns the flat output.
     pub fn run_f32(&mut self, data: Vec<f32>, n: usize, item_shape: &[usize]) -> Result<Vec<f32>> {
         let mut shape = vec![n];

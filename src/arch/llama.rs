@@ -1,0 +1,284 @@
+//! The Llama family: `llama`, `mistral` and `qwen2` (pre-norm decoder, RMSNorm, rotary
+//! positions, grouped-query attention, SwiGLU MLP). Parameter names are Hugging Face's.
+//! Mistral adds a sliding attention window; Qwen2 adds biases to the q/k/v projections.
+
+use super::{bool_field, f64_field, usize_field};
+use crate::error::{Error, Result};
+use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
+use crate::nn::ParamSpec;
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+pub const MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+
+#[derive(Clone, Debug)]
+pub struct Llama {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: HeadLayout,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub eps: f64,
+    pub tied_embeddings: bool,
+    /// Biases on q, k, v (Qwen2, or Llama's attention_bias).
+    pub qkv_bias: bool,
+    /// A bias on o_proj too (Llama's attention_bias).
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    pub window: Option<usize>,
+    /// Inverse frequencies of the rotary embedding, after any rope scaling.
+    pub inv_freq: Vec<f64>,
+}
+
+impl Llama {
+    pub fn from_config(model_type: &str, c: &Value) -> Result<Llama> {
+        let hidden = usize_field(c, "hidden_size", None)?;
+        let heads = usize_field(c, "num_attention_heads", None)?;
+        let kv_heads = usize_field(c, "num_key_value_heads", Some(heads))?;
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(Error::Config(format!(
+                "num_attention_heads ({heads}) must be a positive multiple of num_key_value_heads ({kv_heads})"
+            )));
+        }
+        let head_dim = match c.get("head_dim") {
+            Some(Value::Null) | None => hidden / heads,
+            Some(_) => usize_field(c, "head_dim", None)?,
+        };
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(Error::Config(format!(
+                "head dimension {head_dim} must be even and positive for rotary embeddings"
+            )));
+        }
+        let qwen = model_type == "qwen2";
+        let attention_bias = bool_field(c, "attention_bias", false)?;
+        let window = match model_type {
+            "mistral" => optional_usize(c, "sliding_window")?,
+            "qwen2" if bool_field(c, "use_sliding_window", false)? => {
+                return Err(Error::Config(
+                    "qwen2 with use_sliding_window is not supported".into(),
+                ))
+            }
+            _ => None,
+        };
+        let theta = f64_field(c, "rope_theta", 10000.0)?;
+        let max_positions = usize_field(c, "max_position_embeddings", None)?;
+        let inv_freq = rope_inv_freq(c, head_dim, theta)?;
+        Ok(Llama {
+            hidden,
+            layers: usize_field(c, "num_hidden_layers", None)?,
+            heads: HeadLayout {
+                heads,
+                kv_heads,
+                head_dim,
+            },
+            intermediate: usize_field(c, "intermediate_size", None)?,
+            vocab: usize_field(c, "vocab_size", None)?,
+            max_positions,
+            eps: f64_field(c, "rms_norm_eps", 1e-6)?,
+            // Hugging Face's Llama, Mistral and Qwen2 configs default to untied heads.
+            tied_embeddings: bool_field(c, "tie_word_embeddings", false)?,
+            qkv_bias: qwen || attention_bias,
+            o_bias: attention_bias,
+            mlp_bias: bool_field(c, "mlp_bias", false)?,
+            window,
+            inv_freq,
+        })
+    }
+
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let (h, d) = (self.hidden, self.heads.head_dim);
+        let (q_out, kv_out) = (self.heads.heads * d, self.heads.kv_heads * d);
+        let mut specs = vec![ParamSpec::weight(
+            "model.embed_tokens.weight",
+            &[self.vocab, h],
+        )];
+        for i in 0..self.layers {
+            let p = format!("model.layers.{i}");
+            specs.push(ParamSpec::weight(
+                &format!("{p}.input_layernorm.weight"),
+                &[h],
+            ));
+            for (name, out, inp, bias) in [
+                ("q_proj", q_out, h, self.qkv_bias),
+                ("k_proj", kv_out, h, self.qkv_bias),
+                ("v_proj", kv_out, h, self.qkv_bias),
+                ("o_proj", h, q_out, self.o_bias),
+            ] {
+                let m = format!("{p}.self_attn.{name}");
+                specs.push(ParamSpec::weight(&format!("{m}.weight"), &[out, inp]));
+                if bias {
+                    specs.push(ParamSpec::weight(&format!("{m}.bias"), &[out]));
+                }
+            }
+            specs.push(ParamSpec::weight(
+                &format!("{p}.post_attention_layernorm.weight"),
+                &[h],
+            ));
+            for (name, out, inp) in [
+                ("gate_proj", self.intermediate, h),
+                ("up_proj", self.intermediate, h),
+                ("down_proj", h, self.intermediate),
+            ] {
+                let m = format!("{p}.mlp.{name}");
+                specs.push(ParamSpec::weight(&format!("{m}.weight"), &[out, inp]));
+                if self.mlp_bias {
+                    specs.push(ParamSpec::weight(&format!("{m}.bias"), &[out]));
+                }
+            }
+        }
+        specs.push(ParamSpec::weight("model.norm.weight", &[h]));
+        if !self.tied_embeddings {
+            specs.push(ParamSpec::weight("lm_head.weight", &[self.vocab, h]));
+        }
+        specs
+    }
+
+    /// The linear layers LoRA can attach to, by module name.
+    pub fn linear_modules(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.layers {
+            for m in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+                out.push(format!("model.layers.{i}.self_attn.{m}"));
+            }
+            for m in ["gate_proj", "up_proj", "down_proj"] {
+                out.push(format!("model.layers.{i}.mlp.{m}"));
+            }
+        }
+        out
+    }
+
+    /// cos and sin tables [max_positions, head_dim] in the "rotate half" layout.
+    fn rotary_tables(&self) -> Result<(Tensor, Tensor)> {
+        let d = self.heads.head_dim;
+        let n = self.max_positions;
+        let mut cos = Vec::with_capacity(n * d);
+        let mut sin = Vec::with_capacity(n * d);
+        for pos in 0..n {
+            for i in 0..d {
+                // f32 product, as Hugging Face computes the angles.
+                let angle = (pos as f32 * self.inv_freq[i % (d / 2)] as f32) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (n, d), &Device::Cpu)?,
+            Tensor::from_vec(sin, (n, d), &Device::Cpu)?,
+        ))
+    }
+
+    /// Logits [B, T, vocab] for token ids and a padding mask, both [B, T].
+    pub fn forward<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+    ) -> Result<O::T> {
+        let (cos_table, sin_table) = self.rotary_tables()?;
+        let cos = ops.constant("rotary.cos", &cos_table)?;
+        let sin = ops.constant("rotary.sin", &sin_table)?;
+        let cos = ops.leading_rows(&cos, ids)?;
+        let sin = ops.leading_rows(&sin, ids)?;
+        let bias = ops.attention_bias(
+            mask,
+            AttentionPattern::Causal {
+                window: self.window,
+            },
+        )?;
+        let embed = ops.param("model.embed_tokens.weight")?;
+        let mut x = ops.gather_rows(&embed, ids)?;
+        let heads = self.heads;
+        let d = heads.head_dim;
+        let lin = |ops: &mut O, x: &O::T, name: &str| {
+            ops::linear(ops, x, name, WeightLayout::OutIn, lora_scale)
+        };
+        for i in 0..self.layers {
+            let p = format!("model.layers.{i}");
+            let h = ops::rms_norm(ops, &x, &format!("{p}.input_layernorm"), self.eps)?;
+            let q = lin(ops, &h, &format!("{p}.self_attn.q_proj"))?;
+            let k = lin(ops, &h, &format!("{p}.self_attn.k_proj"))?;
+            let v = lin(ops, &h, &format!("{p}.self_attn.v_proj"))?;
+            let q = heads.split_queries(ops, &q)?;
+            let k = heads.split_keys(ops, &k)?;
+            let v = heads.split_keys(ops, &v)?;
+            let q = ops::apply_rotary(ops, &q, &cos, &sin, d)?;
+            let k = ops::apply_rotary(ops, &k, &cos, &sin, d)?;
+            let a = ops::attention(ops, &q, &k, &v, &bias, d)?;
+            let a = heads.merge(ops, &a)?;
+            let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;
+            x = ops.add(&x, &a)?;
+            let h = ops::rms_norm(ops, &x, &format!("{p}.post_attention_layernorm"), self.eps)?;
+            let gate = lin(ops, &h, &format!("{p}.mlp.gate_proj"))?;
+            let gate = ops.silu(&gate)?;
+            let up = lin(ops, &h, &format!("{p}.mlp.up_proj"))?;
+            let m = ops.mul(&gate, &up)?;
+            let m = lin(ops, &m, &format!("{p}.mlp.down_proj"))?;
+            x = ops.add(&x, &m)?;
+        }
+        let x = ops::rms_norm(ops, &x, "model.norm", self.eps)?;
+        let head = if self.tied_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let w = ops.param(head)?;
+        let w_t = ops.permute(&w, &[1, 0])?;
+        ops.matmul(&x, &w_t)
+    }
+}
+
+fn optional_usize(c: &Value, key: &str) -> Result<Option<usize>> {
+    match c.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => usize_field(c, key, None).map(Some),
+    }
+}
+
+/// Inverse rotary frequencies θ^(−2i/D), with `rope_scaling` applied: none, `linear`
+/// (frequencies divided by the factor) or `llama3` (low frequencies divided by the factor, high
+/// ones kept, a smooth blend between).
+fn rope_inv_freq(c: &Value, head_dim: usize, theta: f64) -> Result<Vec<f64>> {
+    let base: Vec<f64> = (0..head_dim / 2)
+        // Hugging Face computes the exponent in f32.
+        .map(|i| 1.0 / theta.powf(((2 * i) as f32 / head_dim as f32) as f64))
+        .collect();
+    let scaling = match c.get("rope_scaling") {
+        None | Some(Value::Null) => return Ok(base),
+        Some(s) => s,
+    };
+    let kind = scaling
+        .get("rope_type")
+        .or_else(|| scaling.get("type"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Config("rope_scaling needs a rope_type".into()))?;
+    let factor = f64_field(scaling, "factor", 1.0)?;
+    match kind {
+        "default" => Ok(base),
+        "linear" => Ok(base.iter().map(|f| f / factor).collect()),
+        "llama3" => {
+            let low = f64_field(scaling, "low_freq_factor", 1.0)?;
+            let high = f64_field(scaling, "high_freq_factor", 4.0)?;
+            let old_len = f64_field(scaling, "original_max_position_embeddings", 8192.0)?;
+            let (low_wavelen, high_wavelen) = (old_len / low, old_len / high);
+            Ok(base
+                .iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old_len / wavelen - low) / (high - low);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect())
+        }
+        other => Err(Error::Config(format!(
+            "rope_scaling type {other:?} is not supported (supported: default, linear, llama3)"
+        ))),
+    }
+}

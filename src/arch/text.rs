@@ -1,0 +1,220 @@
+//! Transformer text models: the architectures of [`TEXT_MODEL_TYPES`], read from config.json and
+//! a checkpoint's tensor names. Each is one forward function over [`Ops`], so the same code runs
+//! training (candle) and writes the ONNX graph.
+
+use super::{bert::Bert, gpt2::Gpt2, llama::Llama};
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::export::graph::Dim;
+use crate::nn::eager::Eager;
+use crate::nn::onnx::OnnxOps;
+use crate::nn::ops::Ops;
+use crate::nn::{ParamSpec, Params};
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+pub const TEXT_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "gpt2", "bert"];
+
+/// ONNX input and output names of exported text models.
+pub const INPUT_IDS: &str = "input_ids";
+pub const ATTENTION_MASK: &str = "attention_mask";
+pub const LOGITS: &str = "logits";
+pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
+
+#[derive(Clone, Debug)]
+pub enum TextArch {
+    Llama(Llama),
+    Gpt2(Gpt2),
+    Bert(Bert),
+}
+
+#[derive(Clone, Debug)]
+pub struct TextModel {
+    pub model_type: String,
+    pub arch: TextArch,
+}
+
+pub fn is_text_model_type(model_type: &str) -> bool {
+    TEXT_MODEL_TYPES.contains(&model_type)
+}
+
+impl TextModel {
+    /// Builds the model description; `has` tells which tensors the checkpoint holds (to find
+    /// name prefixes such as `transformer.`).
+    pub fn from_config(config: &Value, has: &dyn Fn(&str) -> bool) -> Result<TextModel> {
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Config("missing string field model_type".into()))?;
+        let arch = match model_type {
+            t if super::llama::MODEL_TYPES.contains(&t) => {
+                TextArch::Llama(Llama::from_config(t, config)?)
+            }
+            super::gpt2::MODEL_TYPE => TextArch::Gpt2(Gpt2::from_config(config, has)?),
+            super::bert::MODEL_TYPE => TextArch::Bert(Bert::from_config(config, has)?),
+            other => {
+                return Err(Error::UnknownArchitecture {
+                    found: other.to_string(),
+                    known: super::known_model_types().join(", "),
+                })
+            }
+        };
+        Ok(TextModel {
+            model_type: model_type.to_string(),
+            arch,
+        })
+    }
+
+    pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<TextModel> {
+        TextModel::from_config(&ckpt.config, &|n| ckpt.shape(n).is_some())
+    }
+
+    /// Causal LMs give next-token logits; encoders give hidden states.
+    pub fn is_causal_lm(&self) -> bool {
+        !matches!(self.arch, TextArch::Bert(_))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match &self.arch {
+            TextArch::Llama(m) => m.vocab,
+            TextArch::Gpt2(m) => m.vocab,
+            TextArch::Bert(m) => m.vocab,
+        }
+    }
+
+    /// The longest input the model takes, in tokens.
+    pub fn max_positions(&self) -> usize {
+        match &self.arch {
+            TextArch::Llama(m) => m.max_positions,
+            TextArch::Gpt2(m) => m.max_positions,
+            TextArch::Bert(m) => m.max_positions,
+        }
+    }
+
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        match &self.arch {
+            TextArch::Llama(m) => m.param_specs(),
+            TextArch::Gpt2(m) => m.param_specs(),
+            TextArch::Bert(m) => m.param_specs(),
+        }
+    }
+
+    /// Module names of the linear layers (where LoRA adapters attach).
+    pub fn linear_modules(&self) -> Vec<String> {
+        match &self.arch {
+            TextArch::Llama(m) => m.linear_modules(),
+            TextArch::Gpt2(m) => m.linear_modules(),
+            TextArch::Bert(m) => m.linear_modules(),
+        }
+    }
+
+    /// The forward pass on any backend: logits [B, T, vocab] (decoders) or the last hidden
+    /// state [B, T, hidden] (encoders). `lora_scale` is α/r of attached adapters.
+    pub fn forward<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+    ) -> Result<O::T> {
+        match &self.arch {
+            TextArch::Llama(m) => m.forward(ops, ids, mask, lora_scale),
+            TextArch::Gpt2(m) => m.forward(ops, ids, mask, lora_scale),
+            TextArch::Bert(m) => m.forward(ops, ids, mask, lora_scale),
+        }
+    }
+
+    /// Runs the forward pass with candle. `ids` and `mask` are [B, T] u32 tensors.
+    pub fn run(
+        &self,
+        params: &Params,
+        ids: &Tensor,
+        mask: &Tensor,
+        lora_scale: f64,
+    ) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        if t > self.max_positions() {
+            return Err(Error::Usage(format!(
+                "an input of {t} tokens is longer than the model's max_position_embeddings ({})",
+                self.max_positions()
+            )));
+        }
+        let mut eager = Eager::new(params, ids.device());
+        self.forward(&mut eager, ids, mask, lora_scale)
+    }
+
+    /// Convenience: token ids as rows of equal length, all attended.
+    pub fn run_ids(&self, params: &Params, rows: &[Vec<u32>], device: &Device) -> Result<Tensor> {
+        let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
+        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, (b, t), device)?;
+        let mask = Tensor::ones((b, t), DType::U32, device)?;
+        self.run(params, &ids, &mask, 1.0)
+    }
+
+    /// The ONNX model: int64 `input_ids` and `attention_mask` [batch, sequence] →
+    /// `logits` [batch, sequence, vocab] (or `last_hidden_state` for encoders).
+    pub fn to_onnx(&self, params: &Params, metadata: &[(&str, String)]) -> Result<OnnxModel> {
+        let mut ops = OnnxOps::new(params);
+        let dims = [Dim::Named("batch"), Dim::Named("sequence")];
+        ops.graph
+            .input_int64(INPUT_IDS, &dims, "token ids, int64 [batch, sequence]");
+        ops.graph.input_int64(
+            ATTENTION_MASK,
+            &dims,
+            "1 for tokens, 0 for padding, int64 [batch, sequence]",
+        );
+        let y = self.forward(
+            &mut ops,
+            &INPUT_IDS.to_string(),
+            &ATTENTION_MASK.to_string(),
+            1.0,
+        )?;
+        let (output, width, doc) = if self.is_causal_lm() {
+            (LOGITS, self.vocab_size(), "next-token scores")
+        } else {
+            (LAST_HIDDEN_STATE, self.hidden_size(), "last hidden state")
+        };
+        let mut graph = ops.graph;
+        graph.node("Identity", &[&y], Some(output), vec![]);
+        graph.output(
+            output,
+            &[
+                Dim::Named("batch"),
+                Dim::Named("sequence"),
+                Dim::Fixed(width),
+            ],
+            doc,
+        );
+        Ok(OnnxModel {
+            output: output.to_string(),
+            graph,
+            name: self.model_type.clone(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match &self.arch {
+            TextArch::Llama(m) => m.hidden,
+            TextArch::Gpt2(m) => m.hidden,
+            TextArch::Bert(m) => m.hidden,
+        }
+    }
+
+    /// Loads every parameter as f32, checking names and shapes against the checkpoint.
+    pub fn load_params(&self, ckpt: &Checkpoint, device: &Device) -> Result<Params> {
+        super::load_params(&self.param_specs(), ckpt, device)
+    }
+}
+
+/// An ONNX graph ready to be written (inline, or with an external data file when large).
+pub struct OnnxModel {
+    pub graph: crate::export::graph::GraphBuilder,
+    pub name: String,
+    pub output: String,
+    pub metadata: Vec<(String, String)>,
+}

@@ -1,0 +1,210 @@
+//! Transformer text models against Hugging Face transformers: the outputs committed in
+//! fixtures/text (made by scripts/make-text-fixtures.sh from tiny random checkpoints) must be
+//! reproduced to 1e-4 in f32, by candle and by the exported ONNX graph in ONNX Runtime.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use lethe::arch::text::TextModel;
+use lethe::checkpoint::Checkpoint;
+use lethe::nn::Params;
+use lethe::verify::runtime::OnnxModel;
+use std::path::{Path, PathBuf};
+
+const TOLERANCE: f32 = 1e-4;
+
+struct Expected {
+    ids: Tensor,
+    mask: Tensor,
+    output: Tensor,
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/text")
+        .join(name)
+}
+
+fn load_expected(path: &Path) -> Expected {
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    Expected {
+        ids: t["input_ids"].to_dtype(DType::U32).unwrap(),
+        mask: t["attention_mask"].to_dtype(DType::U32).unwrap(),
+        output: t["output"].clone(),
+    }
+}
+
+fn open(dir: &Path) -> (TextModel, Params) {
+    let ckpt = Checkpoint::open(dir).unwrap();
+    let model = TextModel::from_checkpoint(&ckpt).unwrap();
+    let params = model.load_params(&ckpt, &Device::Cpu).unwrap();
+    (model, params)
+}
+
+/// Largest |a − b| over the positions where the mask is 1 (padding queries are unspecified).
+fn max_diff_on_tokens(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let keep = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .broadcast_mul(&keep)
+        .unwrap();
+    d.flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+fn candle_matches_transformers(name: &str) {
+    let dir = fixture(name);
+    let (model, params) = open(&dir);
+    let e = load_expected(&dir.join("expected.safetensors"));
+    let y = model.run(&params, &e.ids, &e.mask, 1.0).unwrap();
+    let scale: f32 = e
+        .output
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(scale > 0.1, "{name}: degenerate expected output");
+    let d = max_diff_on_tokens(&y, &e.output, &e.mask);
+    assert!(
+        d <= TOLERANCE,
+        "{name}: max |candle − transformers| = {d:e}"
+    );
+}
+
+fn onnx_matches_candle(name: &str, external_threshold: usize) {
+    let dir = fixture(name);
+    let (model, params) = open(&dir);
+    let e = load_expected(&dir.join("expected.safetensors"));
+    let y = model.run(&params, &e.ids, &e.mask, 1.0).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("model.onnx");
+    let onnx = model.to_onnx(&params, &[]).unwrap();
+    let external = lethe::export::write_text_onnx(onnx, &path, external_threshold).unwrap();
+    assert_eq!(external, external_threshold == 0);
+    let (b, t) = e.ids.dims2().unwrap();
+    let to_i64 = |x: &Tensor| -> Vec<i64> {
+        x.to_dtype(DType::I64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let mut session = OnnxModel::load(&path, &common::onnxruntime()).unwrap();
+    let got = session
+        .run_tokens(to_i64(&e.ids), to_i64(&e.mask), b, t)
+        .unwrap();
+    let got = Tensor::from_vec(got, y.dims(), &Device::Cpu).unwrap();
+    let d = max_diff_on_tokens(&got, &y, &e.mask);
+    assert!(
+        d <= TOLERANCE,
+        "{name}: max |ONNX Runtime − candle| = {d:e}"
+    );
+    // And to transformers itself.
+    let d = max_diff_on_tokens(&got, &e.output, &e.mask);
+    assert!(
+        d <= TOLERANCE,
+        "{name}: max |ONNX Runtime − transformers| = {d:e}"
+    );
+}
+
+#[test]
+fn llama_with_grouped_query_attention_and_llama3_rope_matches_transformers() {
+    candle_matches_transformers("llama");
+    onnx_matches_candle("llama", usize::MAX);
+}
+
+#[test]
+fn llama_with_tied_embeddings_and_explicit_head_dim_matches_transformers() {
+    candle_matches_transformers("llama-tied");
+    onnx_matches_candle("llama-tied", usize::MAX);
+}
+
+#[test]
+fn mistral_with_a_sliding_window_matches_transformers() {
+    candle_matches_transformers("mistral");
+    onnx_matches_candle("mistral", usize::MAX);
+}
+
+#[test]
+fn qwen2_with_qkv_biases_matches_transformers() {
+    candle_matches_transformers("qwen2");
+    onnx_matches_candle("qwen2", usize::MAX);
+}
+
+#[test]
+fn gpt2_matches_transformers() {
+    candle_matches_transformers("gpt2");
+    onnx_matches_candle("gpt2", usize::MAX);
+}
+
+#[test]
+fn bert_hidden_states_match_transformers() {
+    candle_matches_transformers("bert");
+    onnx_matches_candle("bert", usize::MAX);
+}
+
+#[test]
+fn weights_in_an_external_data_file_load_in_onnx_runtime() {
+    onnx_matches_candle("qwen2", 0);
+}
+
+/// The real all-MiniLM-L6-v2, fetched by scripts/fetch-minilm.sh (run by .ci/run).
+#[test]
+fn real_minilm_matches_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/all-MiniLM-L6-v2");
+    if !dir.join("model.safetensors").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must fetch MiniLM (scripts/fetch-minilm.sh)"
+        );
+        eprintln!("skipped: run scripts/fetch-minilm.sh");
+        return;
+    }
+    let (model, params) = open(&dir);
+    let e = load_expected(&fixture("minilm-expected.safetensors"));
+    let y = model.run(&params, &e.ids, &e.mask, 1.0).unwrap();
+    let d = max_diff_on_tokens(&y, &e.output, &e.mask);
+    assert!(
+        d <= TOLERANCE,
+        "MiniLM: max |candle − transformers| = {d:e}"
+    );
+}
+
+/// Every parameter of every architecture receives a gradient: no primitive on the training
+/// path silently stops backpropagation.
+#[test]
+fn every_parameter_gets_a_gradient() {
+    for name in ["llama", "mistral", "qwen2", "gpt2", "bert"] {
+        let dir = fixture(name);
+        let (model, params) = open(&dir);
+        let mut vars = Vec::new();
+        let mut trainable = Params::new();
+        for (n, t) in params.iter() {
+            let v = candle_core::Var::from_tensor(t).unwrap();
+            trainable.insert(n.clone(), v.as_tensor().clone());
+            vars.push((n.clone(), v));
+        }
+        let e = load_expected(&dir.join("expected.safetensors"));
+        let y = model.run(&trainable, &e.ids, &e.mask, 1.0).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, y.dims(), &Device::Cpu).unwrap();
+        let loss = (y * probe).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        for (n, v) in &vars {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient for {n}"));
+            let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(norm > 0.0, "{name}: zero gradient for {n}");
+        }
+    }
+}
