@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod bench;
 pub mod checkpoint;
+pub mod convert;
 pub mod data;
 pub mod diff;
 pub mod digest;

@@ -48,6 +48,8 @@ enum Command {
     Run(RunArgs),
     /// Download a checkpoint from a Hugging Face hub into the shared cache (docs/hub.md).
     Pull(PullArgs),
+    /// Convert a GGUF file (llama.cpp) into a Hugging Face-layout checkpoint lethe can edit.
+    Convert(ConvertArgs),
     /// What changed between two models: per tensor, and in their outputs on a probe set.
     Diff(DiffArgs),
     /// Train a classifier from scratch (the bundled model, or a model retrained on the retain set).
@@ -306,6 +308,17 @@ struct DiffArgs {
 struct PullArgs {
     /// The repository: org/name or org/name@revision.
     repo: String,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// The GGUF file (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors are dequantized to f32).
+    gguf: PathBuf,
+    /// The output directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
+    out: PathBuf,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -575,6 +588,33 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 }));
             } else {
                 println!("{}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert(a) => {
+            if progress {
+                eprintln!("converting {} …", a.gguf.display());
+            }
+            let r = lethe::convert::convert_gguf(&a.gguf, &a.out, a.overwrite)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                let types: Vec<String> = r
+                    .tensor_types
+                    .iter()
+                    .map(|(t, n)| format!("{n} {t}"))
+                    .collect();
+                println!(
+                    "{}: {} ({} tensors: {}; {:.1} M parameters; {} embeddings{}{})",
+                    r.out.display(),
+                    r.architecture,
+                    r.tensors,
+                    types.join(", "),
+                    r.parameters as f64 / 1e6,
+                    if r.tied_embeddings { "tied" } else { "untied" },
+                    if r.tokenizer { "; tokenizer.json" } else { "" },
+                    if r.chat_template { "; chat template" } else { "" },
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

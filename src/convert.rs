@@ -1,0 +1,325 @@
+//! `lethe convert`: a GGUF file (llama.cpp's format) to a Hugging Face-layout checkpoint:
+//! dequantized f32 weights under Hugging Face names, llama.cpp's Q/K row permutation undone,
+//! and config.json, tokenizer.json and tokenizer_config.json built from the GGUF metadata.
+
+use crate::checkpoint::{write_tensors, OutputDir};
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, Value as GgufValue};
+use candle_core::{Device, Tensor};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// GGUF architectures lethe converts.
+pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+
+#[derive(Debug, serde::Serialize)]
+pub struct ConvertReport {
+    pub out: PathBuf,
+    pub architecture: String,
+    pub tensors: usize,
+    pub parameters: u64,
+    /// GGUF tensor type → count.
+    pub tensor_types: BTreeMap<String, usize>,
+    pub tied_embeddings: bool,
+    pub tokenizer: bool,
+    pub chat_template: bool,
+}
+
+struct Meta<'a> {
+    gguf: &'a Gguf,
+    arch: String,
+}
+
+impl Meta<'_> {
+    fn get(&self, key: &str) -> Option<&GgufValue> {
+        self.gguf.metadata.get(key)
+    }
+
+    fn arch_u64(&self, key: &str) -> Result<u64> {
+        let full = format!("{}.{key}", self.arch);
+        self.get(&full)
+            .and_then(GgufValue::as_u64)
+            .ok_or_else(|| self.bad(format!("missing integer metadata {full}")))
+    }
+
+    fn arch_f64(&self, key: &str) -> Option<f64> {
+        match self.get(&format!("{}.{key}", self.arch))? {
+            // The shortest decimal of the f32 (1e-5, not 9.99999974e-6).
+            GgufValue::F32(v) => v.to_string().parse().ok(),
+            GgufValue::F64(v) => Some(*v),
+            other => other.as_u64().map(|v| v as f64),
+        }
+    }
+
+    fn bad(&self, reason: String) -> Error {
+        Error::Checkpoint {
+            path: self.gguf.path.clone(),
+            reason,
+        }
+    }
+
+    fn strings(&self, key: &str) -> Option<Vec<&str>> {
+        match self.get(key)? {
+            GgufValue::Array(items) => items.iter().map(GgufValue::as_str).collect(),
+            _ => None,
+        }
+    }
+}
+
+/// The Hugging Face name of a GGUF tensor, for the Llama-family layout.
+fn hf_name(gguf_name: &str) -> Option<String> {
+    let fixed = match gguf_name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, kind) = part.rsplit_once('.')?;
+    let hf_module = match module {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf_module}.{kind}"))
+}
+
+/// Undoes llama.cpp's reordering of the rows of a Q or K projection (weight [heads·D, in] or
+/// bias [heads·D]). llama.cpp stores, within each head, the rows of the two rotary halves
+/// interleaved: GGUF row 2i+j of a head is Hugging Face row j·D/2 + i.
+pub fn unpermute_rows(values: &[f32], heads: usize, row_len: usize) -> Vec<f32> {
+    let rows = values.len() / row_len;
+    let d = rows / heads;
+    let half = d / 2;
+    let mut out = vec![0f32; values.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let src = h * d + 2 * i + j;
+                let dst = h * d + j * half + i;
+                out[dst * row_len..(dst + 1) * row_len]
+                    .copy_from_slice(&values[src * row_len..(src + 1) * row_len]);
+            }
+        }
+    }
+    out
+}
+
+fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
+    let heads = meta.arch_u64("attention.head_count")? as usize;
+    let hidden = meta.arch_u64("embedding_length")? as usize;
+    let kv_heads = meta
+        .arch_u64("attention.head_count_kv")
+        .unwrap_or(heads as u64) as usize;
+    let mut c = json!({
+        "model_type": meta.arch,
+        "architectures": [if meta.arch == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "hidden_size": hidden,
+        "intermediate_size": meta.arch_u64("feed_forward_length")?,
+        "num_hidden_layers": meta.arch_u64("block_count")?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": meta.arch_u64("context_length")?,
+        "rms_norm_eps": meta.arch_f64("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
+        "rope_theta": meta.arch_f64("rope.freq_base").unwrap_or(10000.0),
+        "vocab_size": vocab,
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+    });
+    if let Ok(dim) = meta.arch_u64("rope.dimension_count") {
+        if dim as usize != hidden / heads {
+            c["head_dim"] = json!(dim);
+        }
+    }
+    for (key, field) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+        ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+    ] {
+        if let Some(id) = meta.get(key).and_then(GgufValue::as_u64) {
+            c[field] = json!(id);
+        }
+    }
+    Ok(c)
+}
+
+/// tokenizer.json for a GPT-2-style byte-level BPE vocabulary (`tokenizer.ggml.model` =
+/// "gpt2"), with the pre-tokenizer that `tokenizer.ggml.pre` names.
+fn tokenizer_json(meta: &Meta) -> Result<Option<Value>> {
+    let model = match meta.get("tokenizer.ggml.model").and_then(GgufValue::as_str) {
+        Some(m) => m,
+        None => return Ok(None),
+    };
+    if model != "gpt2" {
+        return Err(meta.bad(format!(
+            "tokenizer.ggml.model {model:?} is not supported (lethe builds tokenizer.json for \"gpt2\" byte-level BPE)"
+        )));
+    }
+    let tokens = meta
+        .strings("tokenizer.ggml.tokens")
+        .ok_or_else(|| meta.bad("tokenizer.ggml.tokens is missing or not strings".into()))?;
+    let merges = meta.strings("tokenizer.ggml.merges").unwrap_or_default();
+    let types: Vec<u64> = match meta.get("tokenizer.ggml.token_type") {
+        Some(GgufValue::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+        _ => vec![1; tokens.len()],
+    };
+    let vocab: Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
+    // GGUF token types: 3 = control, 4 = user defined.
+    let added: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(types.get(*i), Some(3) | Some(4)))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": types.get(i) == Some(&3)})
+        })
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let pre = match meta.get("tokenizer.ggml.pre").and_then(GgufValue::as_str) {
+        // SmolLM's tokenizer splits digits one by one before the byte-level split.
+        Some("smollm") | Some("starcoder") => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level]}),
+        Some("gpt2") | Some("default") | None => byte_level.clone(),
+        Some(other) => {
+            return Err(meta.bad(format!(
+                "tokenizer.ggml.pre {other:?} is not supported (gpt2, smollm, starcoder)"
+            )))
+        }
+    };
+    Ok(Some(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": merges},
+    })))
+}
+
+fn tokenizer_config(meta: &Meta) -> Value {
+    let token = |key: &str| -> Value {
+        let tokens = meta.strings("tokenizer.ggml.tokens");
+        meta.get(key)
+            .and_then(GgufValue::as_u64)
+            .and_then(|id| tokens.as_ref()?.get(id as usize).map(|t| json!(t)))
+            .unwrap_or(Value::Null)
+    };
+    let mut c = json!({
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+        "pad_token": token("tokenizer.ggml.padding_token_id"),
+        "unk_token": token("tokenizer.ggml.unknown_token_id"),
+        "add_bos_token": meta.get("tokenizer.ggml.add_bos_token") == Some(&GgufValue::Bool(true)),
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    if let Some(t) = meta
+        .get("tokenizer.chat_template")
+        .and_then(GgufValue::as_str)
+    {
+        c["chat_template"] = json!(t);
+    }
+    c
+}
+
+/// Converts `gguf_path` into a Hugging Face-layout directory `out`, written whole or not at all.
+pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<ConvertReport> {
+    let gguf = Gguf::open(gguf_path)?;
+    let arch = gguf
+        .metadata
+        .get("general.architecture")
+        .and_then(GgufValue::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(Error::UnknownArchitecture {
+            found: format!("{arch} (GGUF general.architecture)"),
+            known: ARCHITECTURES.join(", "),
+        });
+    }
+    let meta = Meta {
+        gguf: &gguf,
+        arch: arch.clone(),
+    };
+    let heads = meta.arch_u64("attention.head_count")? as usize;
+    let kv_heads = meta
+        .arch_u64("attention.head_count_kv")
+        .unwrap_or(heads as u64) as usize;
+    // llama.cpp permutes Q and K only for the llama architecture.
+    let permuted = arch == "llama";
+    let staging = OutputDir::create(out, &[gguf_path], overwrite)?;
+    let mut tensors = Vec::with_capacity(gguf.tensors.len());
+    let mut types: BTreeMap<String, usize> = BTreeMap::new();
+    let mut parameters = 0u64;
+    let mut vocab = None;
+    for info in &gguf.tensors {
+        let name = hf_name(&info.name).ok_or_else(|| {
+            meta.bad(format!(
+                "tensor {} has no Hugging Face counterpart in lethe's {arch} mapping",
+                info.name
+            ))
+        })?;
+        let shape = info.shape();
+        let mut values = gguf.dequantize(info);
+        if permuted {
+            let row_len: usize = shape.iter().skip(1).product();
+            if name.contains("self_attn.q_proj.") {
+                values = unpermute_rows(&values, heads, row_len);
+            } else if name.contains("self_attn.k_proj.") {
+                values = unpermute_rows(&values, kv_heads, row_len);
+            }
+        }
+        if name == "model.embed_tokens.weight" {
+            vocab = shape.first().copied();
+        }
+        *types.entry(format!("{:?}", info.kind)).or_default() += 1;
+        parameters += info.elements();
+        tensors.push((name, Tensor::from_vec(values, shape, &Device::Cpu)?));
+    }
+    let vocab = vocab.ok_or_else(|| meta.bad("no token_embd.weight tensor".into()))?;
+    let tied = !tensors.iter().any(|(n, _)| n == "lm_head.weight");
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors(&staging.path().join("model.safetensors"), &tensors)?;
+    drop(tensors);
+    let config = config_json(&meta, tied, vocab)?;
+    let pretty = |v: &Value| serde_json::to_vec_pretty(v).expect("JSON values serialize");
+    staging.write_file("config.json", &pretty(&config))?;
+    let tokenizer = tokenizer_json(&meta)?;
+    if let Some(t) = &tokenizer {
+        staging.write_file("tokenizer.json", &pretty(t))?;
+        staging.write_file("tokenizer_config.json", &pretty(&tokenizer_config(&meta)))?;
+    }
+    let chat_template = meta.get("tokenizer.chat_template").is_some();
+    let out = staging.commit()?;
+    Ok(ConvertReport {
+        out,
+        architecture: arch,
+        tensors: types.values().sum(),
+        parameters,
+        tensor_types: types,
+        tied_embeddings: tied,
+        tokenizer: tokenizer.is_some(),
+        chat_template,
+    })
+}
