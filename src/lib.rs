@@ -17,6 +17,7 @@ pub mod nn;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod text;
 pub mod train;
 pub mod unlearn;
 pub mod untrusted;

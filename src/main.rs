@@ -613,7 +613,11 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                     r.parameters as f64 / 1e6,
                     if r.tied_embeddings { "tied" } else { "untied" },
                     if r.tokenizer { "; tokenizer.json" } else { "" },
-                    if r.chat_template { "; chat template" } else { "" },
+                    if r.chat_template {
+                        "; chat template"
+                    } else {
+                        ""
+                    },
                 );
             }
             Ok(ExitCode::SUCCESS)

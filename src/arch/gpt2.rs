@@ -144,6 +144,7 @@ impl Gpt2 {
             let q = layout.split_queries(ops, &q)?;
             let k = layout.split_keys(ops, &k)?;
             let v = layout.split_keys(ops, &v)?;
+            let (k, v) = ops.cached_kv(i, &k, &v)?;
             let a = ops::attention(ops, &q, &k, &v, &bias, layout.head_dim)?;
             let a = layout.merge(ops, &a)?;
             let a = lin(ops, &a, format!("{p}.attn.c_proj"))?;

@@ -205,6 +205,7 @@ impl Llama {
             let v = heads.split_keys(ops, &v)?;
             let q = ops::apply_rotary(ops, &q, &cos, &sin, d)?;
             let k = ops::apply_rotary(ops, &k, &cos, &sin, d)?;
+            let (k, v) = ops.cached_kv(i, &k, &v)?;
             let a = ops::attention(ops, &q, &k, &v, &bias, d)?;
             let a = heads.merge(ops, &a)?;
             let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;

@@ -6,7 +6,7 @@ use super::{bert::Bert, gpt2::Gpt2, llama::Llama};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::export::graph::Dim;
-use crate::nn::eager::Eager;
+use crate::nn::eager::{Eager, KvCache};
 use crate::nn::onnx::OnnxOps;
 use crate::nn::ops::Ops;
 use crate::nn::{ParamSpec, Params};
@@ -141,6 +141,48 @@ impl TextModel {
         }
         let mut eager = Eager::new(params, ids.device());
         self.forward(&mut eager, ids, mask, lora_scale)
+    }
+
+    /// Greedy decoding: the `max_new` most likely next tokens after `prompt` (fewer when `eos`
+    /// comes first, which is not returned), with a key/value cache.
+    pub fn generate_greedy(
+        &self,
+        params: &Params,
+        prompt: &[u32],
+        max_new: usize,
+        eos: Option<u32>,
+        device: &Device,
+    ) -> Result<Vec<u32>> {
+        if !self.is_causal_lm() {
+            return Err(Error::Usage(format!(
+                "{} is an encoder; it does not generate text",
+                self.model_type
+            )));
+        }
+        if prompt.is_empty() {
+            return Err(Error::Usage("an empty prompt".into()));
+        }
+        let room = self.max_positions().saturating_sub(prompt.len());
+        let mut cache = KvCache::default();
+        let mut out = Vec::new();
+        let mut input = prompt.to_vec();
+        for _ in 0..max_new.min(room) {
+            let ids = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
+            let mask = Tensor::ones((1, cache.offset + input.len()), DType::U32, device)?;
+            let logits = {
+                let mut eager = Eager::with_cache(params, device, &mut cache);
+                self.forward(&mut eager, &ids, &mask, 1.0)?
+            };
+            cache.offset += input.len();
+            let last = logits.get(0)?.get(input.len() - 1)?;
+            let next = last.argmax(0)?.to_scalar::<u32>()?;
+            if Some(next) == eos {
+                break;
+            }
+            out.push(next);
+            input = vec![next];
+        }
+        Ok(out)
     }
 
     /// Convenience: token ids as rows of equal length, all attended.

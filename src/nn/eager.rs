@@ -9,6 +9,15 @@ use candle_core::{DType, Device, Tensor, D};
 pub struct Eager<'a> {
     pub params: &'a Params,
     pub device: Device,
+    cache: Option<&'a mut KvCache>,
+}
+
+/// Keys and values of the tokens seen so far, for decoding one token at a time.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens already in the cache: the position of the next input token.
+    pub offset: usize,
 }
 
 impl<'a> Eager<'a> {
@@ -16,7 +25,22 @@ impl<'a> Eager<'a> {
         Eager {
             params,
             device: device.clone(),
+            cache: None,
         }
+    }
+
+    /// A forward pass that continues the sequence held in `cache` and extends it; the caller
+    /// advances `cache.offset` by the number of input tokens afterwards.
+    pub fn with_cache(params: &'a Params, device: &Device, cache: &'a mut KvCache) -> Self {
+        Eager {
+            params,
+            device: device.clone(),
+            cache: Some(cache),
+        }
+    }
+
+    fn offset(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.offset)
     }
 }
 
@@ -168,35 +192,57 @@ impl Ops for Eager<'_> {
     }
 
     fn leading_rows(&mut self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
-        let t = ids.dim(1)?;
-        if t > table.dim(0)? {
+        let (offset, t) = (self.offset(), ids.dim(1)?);
+        if offset + t > table.dim(0)? {
             return Err(Error::Usage(format!(
-                "a sequence of {t} tokens is longer than the model's {} positions",
+                "a sequence of {} tokens is longer than the model's {} positions",
+                offset + t,
                 table.dim(0)?
             )));
         }
-        Ok(table.narrow(0, 0, t)?)
+        Ok(table.narrow(0, offset, t)?)
     }
 
     fn attention_bias(&mut self, mask: &Tensor, pattern: AttentionPattern) -> Result<Tensor> {
-        let (b, t) = mask.dims2()?;
+        // With a cache the mask covers every key: the cached ones, then this call's queries.
+        let (b, keys) = mask.dims2()?;
+        let offset = self.offset();
+        let queries = keys.checked_sub(offset).ok_or_else(|| {
+            Error::Usage("the attention mask is shorter than the cached sequence".into())
+        })?;
         let keep = mask.to_dtype(DType::F32)?;
-        let padding = ((1.0 - keep)? * MASKED)?.reshape((b, 1, 1, 1, t))?;
+        let padding = ((1.0 - keep)? * MASKED)?.reshape((b, 1, 1, 1, keys))?;
         match pattern {
             AttentionPattern::Bidirectional => Ok(padding),
             AttentionPattern::Causal { window } => {
-                let mut bias = vec![0f32; t * t];
-                for i in 0..t {
-                    for j in 0..t {
+                let mut bias = vec![0f32; queries * keys];
+                for q in 0..queries {
+                    let i = q + offset;
+                    for j in 0..keys {
                         let outside_window = window.is_some_and(|w| i >= j + w);
                         if j > i || outside_window {
-                            bias[i * t + j] = MASKED as f32;
+                            bias[q * keys + j] = MASKED as f32;
                         }
                     }
                 }
-                let causal = Tensor::from_vec(bias, (1, 1, 1, t, t), &self.device)?;
+                let causal = Tensor::from_vec(bias, (1, 1, 1, queries, keys), &self.device)?;
                 Ok(padding.broadcast_add(&causal)?)
             }
         }
+    }
+
+    fn cached_kv(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let Some(cache) = self.cache.as_deref_mut() else {
+            return Ok((k.clone(), v.clone()));
+        };
+        if cache.layers.len() <= layer {
+            cache.layers.resize(layer + 1, None);
+        }
+        let (k, v) = match &cache.layers[layer] {
+            Some((pk, pv)) => (Tensor::cat(&[pk, k], 3)?, Tensor::cat(&[pv, v], 3)?),
+            None => (k.clone(), v.clone()),
+        };
+        cache.layers[layer] = Some((k.clone(), v.clone()));
+        Ok((k, v))
     }
 }

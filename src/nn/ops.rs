@@ -62,6 +62,12 @@ pub trait Ops {
     fn leading_rows(&mut self, table: &Self::T, ids: &Self::T) -> Result<Self::T>;
     /// The additive attention bias [B, 1, 1, T or 1, T] for a padding mask [B, T] (1 = token).
     fn attention_bias(&mut self, mask: &Self::T, pattern: AttentionPattern) -> Result<Self::T>;
+
+    /// Keys and values [B, KV, 1, T, D] of attention layer `layer`, extended by those of earlier
+    /// calls when the backend keeps a cache (incremental decoding); as given otherwise.
+    fn cached_kv(&mut self, _layer: usize, k: &Self::T, v: &Self::T) -> Result<(Self::T, Self::T)> {
+        Ok((k.clone(), v.clone()))
+    }
 }
 
 /// How a linear layer's weight is stored in the checkpoint.

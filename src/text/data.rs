@@ -1,0 +1,219 @@
+//! Text data: JSONL files of {"question", "answer"} pairs (the loss covers the answer's tokens
+//! only) or {"text"} documents (every token after the first), and their encoding into token
+//! sequences with the positions that carry a loss.
+
+use super::tokenizer::{ChatMessage, TextTokenizer};
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TextExample {
+    /// None for a plain {"text"} document.
+    pub question: Option<String>,
+    /// The answer, or the whole document.
+    pub answer: String,
+}
+
+/// Reads a JSONL file; blank lines are skipped. Every record must be {"question", "answer"} or
+/// {"text"} with non-empty strings.
+pub fn read_jsonl(path: &Path) -> Result<Vec<TextExample>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_jsonl(path, &bytes)
+}
+
+pub fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<TextExample>> {
+    let bad = |line: usize, reason: String| Error::Data {
+        path: path.to_path_buf(),
+        reason: format!("line {line}: {reason}"),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(n, format!("invalid JSON: {e}")))?;
+        let field = |k: &str| -> Result<Option<String>> {
+            match v.get(k) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(serde_json::Value::String(_)) => Err(bad(n, format!("\"{k}\" is empty"))),
+                Some(_) => Err(bad(n, format!("\"{k}\" must be a string"))),
+            }
+        };
+        let example = match (field("question")?, field("answer")?, field("text")?) {
+            (Some(q), Some(a), None) => TextExample {
+                question: Some(q),
+                answer: a,
+            },
+            (None, None, Some(t)) => TextExample {
+                question: None,
+                answer: t,
+            },
+            (Some(_), None, None) => return Err(bad(n, "a question without an answer".into())),
+            _ => {
+                return Err(bad(
+                    n,
+                    "expected {\"question\": …, \"answer\": …} or {\"text\": …}".into(),
+                ))
+            }
+        };
+        out.push(example);
+    }
+    if out.is_empty() {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            reason: "no records".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// How a question becomes a prompt.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptFormat {
+    /// The model's chat template: the question as a user turn, the answer as the assistant's.
+    Chat,
+    /// "Question: …\nAnswer:" followed by " answer".
+    Plain,
+}
+
+/// Token ids of one example; positions `target_start..` are predicted and carry the loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub target_start: usize,
+}
+
+impl Encoded {
+    pub fn prompt(&self) -> &[u32] {
+        &self.ids[..self.target_start]
+    }
+    pub fn target(&self) -> &[u32] {
+        &self.ids[self.target_start..]
+    }
+}
+
+/// The prompt of a question, ready for generation.
+pub fn prompt_ids(tok: &TextTokenizer, question: &str, format: PromptFormat) -> Result<Vec<u32>> {
+    match format {
+        PromptFormat::Chat => {
+            let prompt = tok.render_chat(
+                &[ChatMessage {
+                    role: "user".into(),
+                    content: question.to_string(),
+                }],
+                true,
+            )?;
+            tok.encode(&prompt)
+        }
+        PromptFormat::Plain => tok.encode(&format!("Question: {question}\nAnswer:")),
+    }
+}
+
+/// Encodes an example with `answer` in place of its own (refusals use this).
+pub fn encode_with_answer(
+    tok: &TextTokenizer,
+    ex: &TextExample,
+    answer: &str,
+    format: PromptFormat,
+) -> Result<Encoded> {
+    let (prompt, mut target) = match &ex.question {
+        Some(q) => {
+            let prompt = prompt_ids(tok, q, format)?;
+            let answer = match format {
+                PromptFormat::Chat => answer.to_string(),
+                PromptFormat::Plain => format!(" {answer}"),
+            };
+            (prompt, tok.encode(&answer)?)
+        }
+        None => {
+            // A document: predict every token after the first.
+            let ids = tok.encode(answer)?;
+            let (first, rest) = ids
+                .split_first()
+                .ok_or_else(|| Error::Usage(format!("{answer:?} has no tokens")))?;
+            (vec![*first], rest.to_vec())
+        }
+    };
+    if ex.question.is_some() {
+        if let Some(eos) = tok.eos_id {
+            target.push(eos);
+        }
+    }
+    if target.is_empty() {
+        return Err(Error::Usage(format!(
+            "the answer {answer:?} encodes to no tokens to learn"
+        )));
+    }
+    let target_start = prompt.len();
+    let mut ids = prompt;
+    ids.extend(target);
+    Ok(Encoded { ids, target_start })
+}
+
+pub fn encode(tok: &TextTokenizer, ex: &TextExample, format: PromptFormat) -> Result<Encoded> {
+    encode_with_answer(tok, ex, &ex.answer, format)
+}
+
+/// A padded batch: ids and mask [B, T] (u32), next-token targets [B, T] and their weights
+/// [B, T] (1 where position t predicts a target token).
+pub struct TokenBatch {
+    pub ids: Tensor,
+    pub mask: Tensor,
+    pub targets: Tensor,
+    pub weights: Tensor,
+    /// Target tokens per row.
+    pub counts: Vec<usize>,
+}
+
+impl TokenBatch {
+    pub fn new(rows: &[&Encoded], pad_id: u32, device: &Device) -> Result<TokenBatch> {
+        let b = rows.len();
+        let t = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+        if b == 0 || t == 0 {
+            return Err(Error::Usage("an empty batch of text".into()));
+        }
+        let mut ids = vec![pad_id; b * t];
+        let mut mask = vec![0u32; b * t];
+        let mut targets = vec![0u32; b * t];
+        let mut weights = vec![0f32; b * t];
+        let mut counts = Vec::with_capacity(b);
+        for (i, r) in rows.iter().enumerate() {
+            let row = i * t;
+            for (j, &id) in r.ids.iter().enumerate() {
+                ids[row + j] = id;
+                mask[row + j] = 1;
+            }
+            // Position p predicts token p+1.
+            for p in r.target_start.max(1) - 1..r.ids.len() - 1 {
+                targets[row + p] = r.ids[p + 1];
+                weights[row + p] = 1.0;
+            }
+            counts.push(r.ids.len() - r.target_start.max(1));
+        }
+        Ok(TokenBatch {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            mask: Tensor::from_vec(mask, (b, t), device)?,
+            targets: Tensor::from_vec(targets, (b, t), device)?,
+            weights: Tensor::from_vec(weights, (b, t), device)?,
+            counts,
+        })
+    }
+}
+
+/// Summed log-probability of each row's targets, [B], differentiable through `logits` [B, T, V].
+pub fn target_log_probs(logits: &Tensor, batch: &TokenBatch) -> Result<Tensor> {
+    let logp = crate::nn::log_softmax(logits)?;
+    let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
+    Ok((picked * &batch.weights)?.sum(1)?)
+}

@@ -1,0 +1,8 @@
+//! Text: tokenization, chat templates, JSONL question/answer data, generation and the language
+//! model metrics.
+
+pub mod data;
+pub mod tokenizer;
+
+pub use data::{Encoded, PromptFormat, TextExample, TokenBatch};
+pub use tokenizer::TextTokenizer;

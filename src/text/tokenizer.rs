@@ -1,0 +1,157 @@
+//! Tokenization from a checkpoint's tokenizer.json (the `tokenizers` crate) and chat templates
+//! from tokenizer_config.json (Jinja, rendered with minijinja).
+
+use crate::error::{Error, Result};
+use serde_json::Value;
+use std::path::Path;
+
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    pub eos_id: Option<u32>,
+    pub pad_id: u32,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+fn token_string(config: &Value, key: &str) -> Option<String> {
+    match config.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        // {"content": "<s>", ...} as older configs store special tokens.
+        Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+impl TextTokenizer {
+    /// Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json`.
+    pub fn open(dir: &Path, model_config: &Value) -> Result<TextTokenizer> {
+        let path = dir.join("tokenizer.json");
+        if !path.is_file() {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: "no tokenizer.json: text data needs the model's tokenizer (GGUF files carry one: `lethe convert` writes it)".into(),
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            reason: format!("cannot read the tokenizer: {e}"),
+        })?;
+        let config_path = dir.join("tokenizer_config.json");
+        let config: Value = match std::fs::read(&config_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+                path: config_path.clone(),
+                reason: format!("invalid JSON: {e}"),
+            })?,
+            Err(_) => Value::Null,
+        };
+        let chat_template = match config.get("chat_template") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let eos_token = token_string(&config, "eos_token");
+        let id_of = |field: &str, token: &Option<String>| -> Option<u32> {
+            model_config
+                .get(field)
+                .and_then(Value::as_u64)
+                .map(|v| v as u32)
+                .or_else(|| token.as_ref().and_then(|t| inner.token_to_id(t)))
+        };
+        let eos_id = id_of("eos_token_id", &eos_token);
+        let pad_id = id_of("pad_token_id", &token_string(&config, "pad_token"))
+            .or(eos_id)
+            .unwrap_or(0);
+        Ok(TextTokenizer {
+            chat_template,
+            bos_token: token_string(&config, "bos_token"),
+            eos_token,
+            eos_id,
+            pad_id,
+            inner,
+        })
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// Token ids of `text`, without special tokens added (templates carry their own).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Usage(format!("cannot tokenize {text:?}: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids with the tokenizer's own special tokens (BERT's [CLS] … [SEP]).
+    pub fn encode_with_special(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Usage(format!("cannot tokenize {text:?}: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::Usage(format!("cannot decode tokens: {e}")))
+    }
+
+    /// The chat template rendered for `messages`; with `add_generation_prompt`, ends where the
+    /// assistant's answer begins.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::Usage("the model has no chat template".into()))?;
+        render_chat_template(
+            template,
+            messages,
+            add_generation_prompt,
+            self.bos_token.as_deref(),
+            self.eos_token.as_deref(),
+        )
+    }
+}
+
+/// Renders a Hugging Face chat template (Jinja) with the variables transformers provides.
+pub fn render_chat_template(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: Option<&str>,
+    eos_token: Option<&str>,
+) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    let bad = |e: minijinja::Error| Error::Usage(format!("chat template: {e}"));
+    env.add_template("chat", template).map_err(bad)?;
+    let tmpl = env.get_template("chat").map_err(bad)?;
+    tmpl.render(minijinja::context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos_token.unwrap_or(""),
+        eos_token => eos_token.unwrap_or(""),
+    })
+    .map_err(bad)
+}
