@@ -4,11 +4,12 @@
 use crate::data::{self, DataSpec, ForgetSpec};
 use crate::error::Result;
 use crate::pipeline::{load_data_for, LoadedModel};
-use crate::unlearn::method::{Baseline, Method};
-use crate::unlearn::objective::cross_entropy;
+use crate::unlearn::method::{gradients, Baseline, Method};
 use crate::unlearn::{
-    self, trainable, BatchPlan, MethodKind, Model, Optimizer, StepStats, UnlearnConfig,
+    self, trainable, BatchPlan, ClassifierTask, MethodKind, Optimizer, Samples, StepBatch,
+    StepStats, Task, Term, UnlearnConfig,
 };
+use candle_core::Var;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,22 +74,21 @@ pub struct BenchRow {
 }
 
 /// The benchmark's reference step: fine-tuning by cross-entropy on every sample of the batch
-/// (forget and retain rows with their true labels), i.e. one ordinary training step on the
-/// same samples the surgery methods see.
+/// (forget and retain rows with their true labels, equally many of each), i.e. one ordinary
+/// training step on the same samples the surgery methods see.
 struct FineTuneAll;
 
 impl Method for FineTuneAll {
     fn step(
         &mut self,
-        model: &Model,
+        batch: &dyn StepBatch,
+        vars: &[Var],
         optimizer: &mut Optimizer,
-        batch: &unlearn::Batch,
     ) -> Result<StepStats> {
-        let mut labels = batch.forget_labels.clone();
-        labels.extend_from_slice(&batch.retain_labels);
-        let loss = cross_entropy(&model.logits(&batch.images)?, &labels)?;
-        let grads = model.gradients(&loss)?;
-        optimizer.step(model.vars, &grads)?;
+        let terms = batch.losses(&[Term::ForgetLikelihood, Term::Retain])?;
+        let loss = ((&terms[0] + &terms[1])? * 0.5)?;
+        let grads = gradients(&loss, vars)?;
+        optimizer.step(vars, &grads)?;
         Ok(StepStats {
             forwards: 1,
             backwards: 1,
@@ -128,12 +128,17 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
     let reference = LoadedModel::open(&job.model)?;
     let data = load_data_for(&reference.classifier, &job.data)?;
     let split = data::select_forget(&data.train, &reference.classifier.labels, &job.forget)?;
-    let device = candle_core::Device::Cpu;
     let sets = crate::verify::metrics::EvalSets::new(&data.train, &data.test, &split);
     let (_, logits) = crate::pipeline::evaluate(&reference, &sets, job.base.seed)?;
     let mut base = job.base.clone();
     base.held_out_loss =
         crate::pipeline::held_out_loss(&logits, &sets, reference.classifier.num_labels())?;
+    let task = ClassifierTask::new(
+        &reference.classifier,
+        &data.train,
+        unlearn::classifier_forget_loss(&base),
+        base.seed,
+    );
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     // The smallest peak over rounds: the first round also pays one-time allocations (thread
     // pools, kernel caches) that belong to whichever method happens to run first.
@@ -147,31 +152,26 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
             let set = trainable::select(&mut params, &specs, &["*".to_string()], &[])?;
             let mut method = method_for(name, &base);
             let mut optimizer = Optimizer::new(base.optimizer, base.lr, set.vars.len());
-            let model = Model {
-                classifier: &reference.classifier,
-                params: &params,
-                vars: &set.vars,
-            };
             // Same seed: every method sees the same batches in the same order.
-            let mut plan = BatchPlan::new(
-                &data.train,
-                &split,
-                reference.classifier.num_labels(),
-                job.batch_size,
-                job.batch_size,
-                base.seed,
-            );
-            let batches: Vec<unlearn::Batch> = (0..job.warmup + job.steps)
-                .map(|_| plan.next(&data.train, &device))
+            let samples = Samples {
+                forget: &split.forget,
+                retain: &split.retain,
+            };
+            let mut plan = BatchPlan::new(samples, job.batch_size, job.batch_size, base.seed);
+            let batches: Vec<Box<dyn StepBatch>> = (0..job.warmup + job.steps)
+                .map(|_| {
+                    let (f, r) = plan.next();
+                    task.step_batch(&params, &f, &r)
+                })
                 .collect::<Result<_>>()?;
             let live_before = reset_peak();
             for b in &batches[..job.warmup] {
-                method.step(&model, &mut optimizer, b)?;
+                method.step(b.as_ref(), &set.vars, &mut optimizer)?;
             }
             let (mut f, mut bw) = (0, 0);
             for b in &batches[job.warmup..] {
                 let start = Instant::now();
-                let s = method.step(&model, &mut optimizer, b)?;
+                let s = method.step(b.as_ref(), &set.vars, &mut optimizer)?;
                 times[m].push(start.elapsed().as_secs_f64() * 1000.0);
                 f += s.forwards;
                 bw += s.backwards;

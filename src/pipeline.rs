@@ -192,11 +192,21 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
         resume: job.resume,
         fingerprint: fingerprint(job, &model, &config),
     };
-    let log = unlearn::run(
+    let task = unlearn::ClassifierTask::new(
         &model.classifier,
+        &data.train,
+        unlearn::classifier_forget_loss(&config),
+        config.seed,
+    );
+    let samples = unlearn::Samples {
+        forget: &split.forget,
+        retain: &split.retain,
+    };
+    let log = unlearn::run(
+        &task,
         &model.params,
         &trainable,
-        (&data.train, &split),
+        samples,
         &config,
         &control,
         &bar,

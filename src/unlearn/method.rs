@@ -3,12 +3,18 @@
 //! docs/method.md for the mathematics.
 
 use super::dual::DualVariable;
-use super::objective::{cross_entropy, ForgetLoss, LossForm};
+use super::objective::LossForm;
 use super::optim::Optimizer;
-use crate::arch::Classifier;
+use super::task::{StepBatch, Term};
 use crate::error::{Error, Result};
-use crate::nn::Params;
 use candle_core::{Tensor, Var};
+
+/// The requested terms of a step, as an array.
+fn losses<const N: usize>(batch: &dyn StepBatch, terms: [Term; N]) -> Result<[Tensor; N]> {
+    let v = batch.losses(&terms)?;
+    v.try_into()
+        .map_err(|_| Error::Usage("a step batch returned the wrong number of losses".into()))
+}
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -27,6 +33,8 @@ pub enum MethodKind {
     Graddiff,
     /// Random labels on the forget set plus the retain set.
     Rl,
+    /// Negative preference optimisation on the forget set plus the retain set (text models).
+    Npo,
 }
 
 impl MethodKind {
@@ -38,26 +46,8 @@ impl MethodKind {
             MethodKind::Ga => "ga",
             MethodKind::Graddiff => "graddiff",
             MethodKind::Rl => "rl",
+            MethodKind::Npo => "npo",
         }
-    }
-}
-
-/// One step's samples: forget rows first, then retain rows, in one tensor.
-pub struct Batch {
-    pub images: Tensor,
-    pub n_forget: usize,
-    pub forget_labels: Vec<u32>,
-    pub forget_random_labels: Vec<u32>,
-    pub retain_labels: Vec<u32>,
-}
-
-impl Batch {
-    pub fn forget_images(&self) -> Result<Tensor> {
-        Ok(self.images.narrow(0, 0, self.n_forget)?)
-    }
-    pub fn retain_images(&self) -> Result<Tensor> {
-        let n = self.images.dim(0)?;
-        Ok(self.images.narrow(0, self.n_forget, n - self.n_forget)?)
     }
 }
 
@@ -73,38 +63,23 @@ pub struct StepStats {
     pub backwards: usize,
 }
 
-/// The model being edited: architecture, parameters (trainable entries share storage with
-/// `vars`) and the trainable variables.
-pub struct Model<'a> {
-    pub classifier: &'a Classifier,
-    pub params: &'a Params,
-    pub vars: &'a [Var],
-}
-
-impl Model<'_> {
-    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        self.classifier.forward(self.params, images, None)
-    }
-
-    /// Gradients of `loss` for every trainable variable (zeros where the loss does not reach it).
-    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
-        let store = loss.backward()?;
-        self.vars
-            .iter()
-            .map(|v| match store.get(v.as_tensor()) {
-                Some(g) => Ok(g.clone()),
-                None => Ok(v.as_tensor().zeros_like()?),
-            })
-            .collect()
-    }
+/// Gradients of `loss` for every trainable variable (zeros where the loss does not reach it).
+pub fn gradients(loss: &Tensor, vars: &[Var]) -> Result<Vec<Tensor>> {
+    let store = loss.backward()?;
+    vars.iter()
+        .map(|v| match store.get(v.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => Ok(v.as_tensor().zeros_like()?),
+        })
+        .collect()
 }
 
 pub trait Method {
     fn step(
         &mut self,
-        model: &Model,
+        batch: &dyn StepBatch,
+        vars: &[Var],
         optimizer: &mut Optimizer,
-        batch: &Batch,
     ) -> Result<StepStats>;
 
     /// What the method carries from step to step, for checkpoints of a run.
@@ -142,7 +117,6 @@ fn check_finite(step_what: &'static str, v: f32) -> Result<f32> {
 /// Implicit gradient surgery (Zhou et al., NeurIPS 2025): minimise φ(ℓ_f) + λ·φ(ℓ_r) with one
 /// backward pass, then move λ by the observed change of the retain loss against the tolerance ε.
 pub struct ImplicitSurgery {
-    pub objective: ForgetLoss,
     pub form: LossForm,
     pub dual: DualVariable,
     /// Observe the retain loss on the next step's batch instead of a second forward pass.
@@ -151,9 +125,8 @@ pub struct ImplicitSurgery {
 }
 
 impl ImplicitSurgery {
-    pub fn new(objective: ForgetLoss, form: LossForm, dual: DualVariable, fast: bool) -> Self {
+    pub fn new(form: LossForm, dual: DualVariable, fast: bool) -> Self {
         ImplicitSurgery {
-            objective,
             form,
             dual,
             fast,
@@ -179,21 +152,11 @@ impl Method for ImplicitSurgery {
 
     fn step(
         &mut self,
-        model: &Model,
+        batch: &dyn StepBatch,
+        vars: &[Var],
         optimizer: &mut Optimizer,
-        batch: &Batch,
     ) -> Result<StepStats> {
-        let logits = model.logits(&batch.images)?;
-        let nf = batch.n_forget;
-        let forget_loss = self.objective.loss(
-            &logits.narrow(0, 0, nf)?,
-            &batch.forget_labels,
-            &batch.forget_random_labels,
-        )?;
-        let retain_loss = cross_entropy(
-            &logits.narrow(0, nf, batch.retain_labels.len())?,
-            &batch.retain_labels,
-        )?;
+        let [forget_loss, retain_loss] = losses(batch, [Term::Forget, Term::Retain])?;
         let lf = check_finite("the forget loss", scalar(&forget_loss)?)?;
         let lr = check_finite("the retain loss", scalar(&retain_loss)?)?;
         let retain_phi = self.form.apply_f32(lr);
@@ -207,16 +170,13 @@ impl Method for ImplicitSurgery {
         check_finite("the dual variable", lambda)?;
         let total =
             (self.form.apply(&forget_loss)? + (self.form.apply(&retain_loss)? * lambda as f64)?)?;
-        let grads = model.gradients(&total)?;
-        optimizer.step(model.vars, &grads)?;
+        let grads = gradients(&total, vars)?;
+        optimizer.step(vars, &grads)?;
         let mut forwards = 1;
         if self.fast {
             self.previous_retain_phi = Some(retain_phi);
         } else {
-            let after = cross_entropy(
-                &model.logits(&batch.retain_images()?)?,
-                &batch.retain_labels,
-            )?;
+            let [after] = losses(batch, [Term::Retain])?;
             forwards += 1;
             let after = check_finite("the retain loss", scalar(&after)?)?;
             self.dual.update(retain_phi - self.form.apply_f32(after));
@@ -234,7 +194,6 @@ impl Method for ImplicitSurgery {
 /// Explicit unilateral gradient surgery: d = g_f + λ* g_r with
 /// λ* = max(0, (−⟨g_r, g_f⟩ − ε) / (‖g_r‖² + 1e-8)), from two backward passes.
 pub struct ExplicitSurgery {
-    pub objective: ForgetLoss,
     pub form: LossForm,
     pub epsilon: f64,
 }
@@ -247,25 +206,18 @@ pub fn explicit_lambda(dot_rf: f64, norm_r_sq: f64, epsilon: f64) -> f64 {
 impl Method for ExplicitSurgery {
     fn step(
         &mut self,
-        model: &Model,
+        batch: &dyn StepBatch,
+        vars: &[Var],
         optimizer: &mut Optimizer,
-        batch: &Batch,
     ) -> Result<StepStats> {
         // Separate forward passes: each backward then covers only its own half of the batch,
         // so the two backward passes together cost about one backward over the whole batch.
-        let forget_loss = self.objective.loss(
-            &model.logits(&batch.forget_images()?)?,
-            &batch.forget_labels,
-            &batch.forget_random_labels,
-        )?;
-        let retain_loss = cross_entropy(
-            &model.logits(&batch.retain_images()?)?,
-            &batch.retain_labels,
-        )?;
+        let [forget_loss] = losses(batch, [Term::Forget])?;
+        let [retain_loss] = losses(batch, [Term::Retain])?;
         let lf = check_finite("the forget loss", scalar(&forget_loss)?)?;
         let lr = check_finite("the retain loss", scalar(&retain_loss)?)?;
-        let g_f = model.gradients(&self.form.apply(&forget_loss)?)?;
-        let g_r = model.gradients(&self.form.apply(&retain_loss)?)?;
+        let g_f = gradients(&self.form.apply(&forget_loss)?, vars)?;
+        let g_r = gradients(&self.form.apply(&retain_loss)?, vars)?;
         let mut dot = 0f64;
         let mut norm = 0f64;
         for (f, r) in g_f.iter().zip(&g_r) {
@@ -282,7 +234,7 @@ impl Method for ExplicitSurgery {
         } else {
             g_f
         };
-        optimizer.step(model.vars, &direction)?;
+        optimizer.step(vars, &direction)?;
         Ok(StepStats {
             forget_loss: lf,
             retain_loss: lr,
@@ -301,52 +253,42 @@ pub struct Baseline {
 impl Method for Baseline {
     fn step(
         &mut self,
-        model: &Model,
+        batch: &dyn StepBatch,
+        vars: &[Var],
         optimizer: &mut Optimizer,
-        batch: &Batch,
     ) -> Result<StepStats> {
-        let nf = batch.n_forget;
-        let nr = batch.retain_labels.len();
         let (loss, lf, lr) = match self.kind {
             MethodKind::Ft => {
-                let retain = cross_entropy(
-                    &model.logits(&batch.retain_images()?)?,
-                    &batch.retain_labels,
-                )?;
+                let [retain] = losses(batch, [Term::Retain])?;
                 let lr = scalar(&retain)?;
                 (retain, f32::NAN, lr)
             }
             MethodKind::Ga => {
-                let forget = cross_entropy(
-                    &model.logits(&batch.forget_images()?)?,
-                    &batch.forget_labels,
-                )?;
+                let [forget] = losses(batch, [Term::ForgetLikelihood])?;
                 let lf = scalar(&forget)?;
                 ((forget * -1.0)?, lf, f32::NAN)
             }
-            MethodKind::Graddiff | MethodKind::Rl => {
-                let logits = model.logits(&batch.images)?;
-                let forget_targets = if self.kind == MethodKind::Rl {
-                    &batch.forget_random_labels
-                } else {
-                    &batch.forget_labels
-                };
-                let forget = cross_entropy(&logits.narrow(0, 0, nf)?, forget_targets)?;
-                let retain = cross_entropy(&logits.narrow(0, nf, nr)?, &batch.retain_labels)?;
+            MethodKind::Graddiff => {
+                let [forget, retain] = losses(batch, [Term::ForgetLikelihood, Term::Retain])?;
                 let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
-                let total = if self.kind == MethodKind::Rl {
-                    (forget + retain)?
+                ((retain - forget)?, lf, lr)
+            }
+            MethodKind::Rl | MethodKind::Npo => {
+                let term = if self.kind == MethodKind::Rl {
+                    Term::ForgetRandomLabel
                 } else {
-                    (retain - forget)?
+                    Term::ForgetNpo
                 };
-                (total, lf, lr)
+                let [forget, retain] = losses(batch, [term, Term::Retain])?;
+                let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
+                ((forget + retain)?, lf, lr)
             }
             MethodKind::Igs | MethodKind::Egs => unreachable!("not a baseline"),
         };
         let value = scalar(&loss)?;
         check_finite("the loss", value)?;
-        let grads = model.gradients(&loss)?;
-        optimizer.step(model.vars, &grads)?;
+        let grads = gradients(&loss, vars)?;
+        optimizer.step(vars, &grads)?;
         Ok(StepStats {
             forget_loss: lf,
             retain_loss: lr,

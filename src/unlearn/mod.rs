@@ -5,20 +5,20 @@ pub mod method;
 pub mod objective;
 pub mod optim;
 pub mod resume;
+pub mod task;
 pub mod trainable;
 
 pub use dual::{DualUpdate, DualVariable};
-pub use method::{Batch, MethodKind, Model, StepStats};
+pub use method::{MethodKind, StepStats};
+pub use task::{ClassifierTask, StepBatch, Task, Term};
+
 pub use objective::{ForgetObjective, LossForm};
 pub use optim::{Optimizer, OptimizerKind};
 pub use trainable::TrainableSet;
 
-use crate::arch::Classifier;
-use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::nn::Params;
 use crate::rng::Rng;
-use candle_core::Device;
 use method::{Baseline, ExplicitSurgery, ImplicitSurgery, Method};
 use std::time::Instant;
 
@@ -65,21 +65,23 @@ pub struct RunLog {
     pub wall_seconds: f64,
 }
 
-/// Builds the method object for a configuration.
-pub fn make_method(cfg: &UnlearnConfig) -> Box<dyn Method> {
-    let forget_loss = objective::ForgetLoss {
+/// The forget objective of a classifier run.
+pub fn classifier_forget_loss(cfg: &UnlearnConfig) -> objective::ForgetLoss {
+    objective::ForgetLoss {
         objective: cfg.objective,
         held_out_loss: cfg.held_out_loss,
-    };
+    }
+}
+
+/// Builds the method object for a configuration.
+pub fn make_method(cfg: &UnlearnConfig) -> Box<dyn Method> {
     match cfg.method {
         MethodKind::Igs => Box::new(ImplicitSurgery::new(
-            forget_loss,
             cfg.loss_form,
             DualVariable::new(cfg.dual_update, cfg.lambda0, cfg.beta, cfg.epsilon),
             cfg.fast,
         )),
         MethodKind::Egs => Box::new(ExplicitSurgery {
-            objective: forget_loss,
             form: cfg.loss_form,
             epsilon: cfg.epsilon,
         }),
@@ -97,24 +99,20 @@ pub struct BatchPlan {
     batch_size: usize,
     forget_batch_size: usize,
     rng: Rng,
-    /// A fixed random wrong label for every training sample (used for forget samples).
-    random_labels: Vec<u32>,
+}
+
+/// The samples of a run: indices into the task's forget and retain sets.
+#[derive(Clone, Copy)]
+pub struct Samples<'a> {
+    pub forget: &'a [usize],
+    pub retain: &'a [usize],
 }
 
 impl BatchPlan {
-    pub fn new(
-        train: &Dataset,
-        split: &Split,
-        classes: usize,
-        batch_size: usize,
-        forget_batch_size: usize,
-        seed: u64,
-    ) -> Self {
+    pub fn new(samples: Samples, batch_size: usize, forget_batch_size: usize, seed: u64) -> Self {
         let mut rng = Rng::derived(seed, "batches");
-        let mut label_rng = Rng::derived(seed, "random-labels");
-        let random_labels = objective::random_wrong_labels(&train.labels, classes, &mut label_rng);
-        let mut retain_order = split.retain.clone();
-        let mut forget_order = split.forget.clone();
+        let mut retain_order = samples.retain.to_vec();
+        let mut forget_order = samples.forget.to_vec();
         rng.shuffle(&mut retain_order);
         rng.shuffle(&mut forget_order);
         BatchPlan {
@@ -125,7 +123,6 @@ impl BatchPlan {
             batch_size,
             forget_batch_size,
             rng,
-            random_labels,
         }
     }
 
@@ -144,7 +141,8 @@ impl BatchPlan {
         out
     }
 
-    pub fn next(&mut self, train: &Dataset, device: &Device) -> Result<Batch> {
+    /// The forget and retain samples of the next step.
+    pub fn next(&mut self) -> (Vec<usize>, Vec<usize>) {
         let forget = Self::take(
             &mut self.forget_order,
             &mut self.forget_pos,
@@ -157,25 +155,16 @@ impl BatchPlan {
             self.batch_size,
             &mut self.rng,
         );
-        let mut both = forget.clone();
-        both.extend_from_slice(&retain);
-        let (images, labels) = train.batch(&both, device)?;
-        Ok(Batch {
-            images,
-            n_forget: forget.len(),
-            forget_labels: labels[..forget.len()].to_vec(),
-            forget_random_labels: forget.iter().map(|&i| self.random_labels[i]).collect(),
-            retain_labels: labels[forget.len()..].to_vec(),
-        })
+        (forget, retain)
     }
 }
 
 /// Runs unlearning in place on the trainable variables of `params`.
 pub fn run(
-    classifier: &Classifier,
+    task: &dyn Task,
     params: &Params,
     trainable: &TrainableSet,
-    (train, split): (&Dataset, &Split),
+    samples: Samples,
     cfg: &UnlearnConfig,
     control: &resume::RunControl,
     progress: &indicatif::ProgressBar,
@@ -186,19 +175,16 @@ pub fn run(
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
         return Err(Error::Usage("--lr must be a positive number".into()));
     }
-    let device = Device::Cpu;
     let forget_batch = cfg.forget_batch_size.unwrap_or(cfg.batch_size);
     if forget_batch == 0 {
         return Err(Error::Usage("--forget-batch-size must be positive".into()));
     }
-    let mut plan = BatchPlan::new(
-        train,
-        split,
-        classifier.num_labels(),
-        cfg.batch_size,
-        forget_batch,
-        cfg.seed,
-    );
+    if samples.forget.is_empty() || samples.retain.is_empty() {
+        return Err(Error::Usage(
+            "unlearning needs at least one forget and one retain sample".into(),
+        ));
+    }
+    let mut plan = BatchPlan::new(samples, cfg.batch_size, forget_batch, cfg.seed);
     let total_steps = cfg.steps.unwrap_or(cfg.epochs * plan.steps_per_epoch());
     if total_steps == 0 {
         return Err(Error::Usage(
@@ -207,11 +193,6 @@ pub fn run(
     }
     let mut method = make_method(cfg);
     let mut optimizer = Optimizer::new(cfg.optimizer, cfg.lr, trainable.vars.len());
-    let model = Model {
-        classifier,
-        params,
-        vars: &trainable.vars,
-    };
     progress.set_length(total_steps as u64);
     let mut log = RunLog::default();
     let mut first_step = 0;
@@ -285,9 +266,10 @@ pub fn run(
                 save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
             }
         }
-        let batch = plan.next(train, &device)?;
+        let (forget, retain) = plan.next();
+        let batch = task.step_batch(params, &forget, &retain)?;
         let stats = method
-            .step(&model, &mut optimizer, &batch)
+            .step(batch.as_ref(), &trainable.vars, &mut optimizer)
             .map_err(|e| match e {
                 Error::NonFinite { what, value, .. } => Error::NonFinite { step, what, value },
                 other => other,

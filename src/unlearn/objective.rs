@@ -18,11 +18,20 @@ pub enum ForgetObjective {
     /// and no further: max(0, τ − CE_forget), τ = mean test cross-entropy before unlearning.
     /// For forgetting random samples, whose forgotten state is "looks like unseen data".
     HeldOutLevel,
+    /// Text models: negative preference optimisation, (2/β)·mean softplus(β·(log π − log π_ref))
+    /// over the forget answers, with π_ref the model before unlearning.
+    Npo,
+    /// Text models: cross-entropy towards a refusal ("I don't know.") in place of the answer.
+    Refusal,
 }
 
 impl ForgetObjective {
     /// The objective a forget set calls for when none is chosen: a forgotten class should be
     /// predicted as anything but itself; forgotten samples should look like unseen data.
+    pub fn is_for_text(&self) -> bool {
+        matches!(self, ForgetObjective::Npo | ForgetObjective::Refusal)
+    }
+
     pub fn default_for(forget: &crate::data::ForgetSpec) -> ForgetObjective {
         match forget {
             crate::data::ForgetSpec::Class(_) => ForgetObjective::RandomLabel,
@@ -54,6 +63,9 @@ impl ForgetLoss {
                 let ce = cross_entropy(logits, true_labels)?;
                 Ok(((ce * -1.0)? + self.held_out_loss as f64)?.relu()?)
             }
+            ForgetObjective::Npo | ForgetObjective::Refusal => Err(crate::error::Error::Usage(
+                "the npo and refusal objectives are for text models; classifiers take random-label, kl-uniform or held-out-level".into(),
+            )),
         }
     }
 }
