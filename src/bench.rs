@@ -160,7 +160,7 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
             let mut plan = BatchPlan::new(samples, job.batch_size, job.batch_size, base.seed);
             let batches: Vec<Box<dyn StepBatch>> = (0..job.warmup + job.steps)
                 .map(|_| {
-                    let (f, r) = plan.next();
+                    let (f, r) = plan.next_step();
                     task.step_batch(&params, &f, &r)
                 })
                 .collect::<Result<_>>()?;

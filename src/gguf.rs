@@ -115,6 +115,16 @@ impl TensorInfo {
     }
 }
 
+/// The name of a GGML tensor type id, for messages.
+fn ggml_type_name(id: u32) -> &'static str {
+    const NAMES: [&str; 31] = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+    ];
+    NAMES.get(id as usize).copied().unwrap_or("unknown")
+}
+
 /// A parsed GGUF file held in memory.
 pub struct Gguf {
     pub path: PathBuf,
@@ -267,7 +277,8 @@ impl Gguf {
         for (name, dims, type_id, offset) in raw_tensors {
             let kind = TensorType::from_id(type_id).ok_or_else(|| {
                 r.bad(format!(
-                    "tensor {name} has quantization type {type_id}, which lethe cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+                    "tensor {name} has quantization type {} ({type_id}), which lethe cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    ggml_type_name(type_id)
                 ))
             })?;
             let elements = dims

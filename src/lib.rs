@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod text;
+pub mod text_pipeline;
 pub mod train;
 pub mod unlearn;
 pub mod untrusted;

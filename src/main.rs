@@ -13,6 +13,8 @@ use lethe::unlearn::{
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod text_cli;
+
 #[global_allocator]
 static ALLOCATOR: PeakAlloc = PeakAlloc;
 
@@ -48,6 +50,11 @@ enum Command {
     Run(RunArgs),
     /// Download a checkpoint from a Hugging Face hub into the shared cache (docs/hub.md).
     Pull(PullArgs),
+    /// Unlearn question/answer facts from a causal language model (LoRA or selected layers),
+    /// export merged safetensors, a PEFT adapter and ONNX, verify and report.
+    UnlearnText(text_cli::UnlearnTextArgs),
+    /// Fine-tune a causal language model on JSONL question/answer data (e.g. to teach it facts).
+    TrainText(text_cli::TrainTextArgs),
     /// Convert a GGUF file (llama.cpp) into a Hugging Face-layout checkpoint lethe can edit.
     Convert(ConvertArgs),
     /// What changed between two models: per tensor, and in their outputs on a probe set.
@@ -588,6 +595,37 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                 }));
             } else {
                 println!("{}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::UnlearnText(a) => {
+            let report = lethe::text_pipeline::unlearn_text(&a.job(progress)?)?;
+            if cli.json {
+                print_json(&report);
+            } else if !cli.quiet {
+                print!("{}", text_cli::render(&report));
+            }
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_GATE)
+            })
+        }
+        Command::TrainText(a) => {
+            let r = lethe::text_pipeline::train_text(&a.job(progress)?)?;
+            if cli.json {
+                print_json(&r);
+            } else if !cli.quiet {
+                println!(
+                    "{}: answer NLL {:.3} → {:.3} over {} examples ({} steps, {:.1} s; {} trainable parameters)",
+                    r.out,
+                    r.answer_nll_before,
+                    r.answer_nll_after,
+                    r.examples,
+                    r.run.steps,
+                    r.run.wall_seconds,
+                    r.trainable_parameters
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -113,7 +113,7 @@ pub fn state_dir(out: &Path) -> PathBuf {
     out.with_file_name(format!("{name}.lethe-state"))
 }
 
-fn progress_bar(show: bool, template: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, template: &str) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

@@ -1,47 +1,11 @@
 //! GGUF parsing and dequantization on small files written here, with expected values worked out
 //! by hand from each format's block layout; and malformed files refused with a clear error.
 
+mod common;
+
+use common::gguf;
 use lethe::gguf::{Gguf, TensorType, Value};
 use std::path::Path;
-
-/// Builds a GGUF v3 file: metadata, then tensors (name, GGUF dims, type id, raw bytes).
-fn gguf(metadata: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
-    let string = |s: &str| {
-        let mut v = (s.len() as u64).to_le_bytes().to_vec();
-        v.extend_from_slice(s.as_bytes());
-        v
-    };
-    let mut out = b"GGUF".to_vec();
-    out.extend(3u32.to_le_bytes());
-    out.extend((tensors.len() as u64).to_le_bytes());
-    out.extend((metadata.len() as u64).to_le_bytes());
-    for (key, type_id, value) in metadata {
-        out.extend(string(key));
-        out.extend(type_id.to_le_bytes());
-        out.extend(value);
-    }
-    let mut offset = 0u64;
-    let mut data = Vec::new();
-    for (name, dims, type_id, bytes) in tensors {
-        out.extend(string(name));
-        out.extend((dims.len() as u32).to_le_bytes());
-        for d in dims {
-            out.extend(d.to_le_bytes());
-        }
-        out.extend(type_id.to_le_bytes());
-        out.extend(offset.to_le_bytes());
-        data.extend_from_slice(bytes);
-        while !data.len().is_multiple_of(32) {
-            data.push(0);
-        }
-        offset = data.len() as u64;
-    }
-    while !out.len().is_multiple_of(32) {
-        out.push(0);
-    }
-    out.extend(data);
-    out
-}
 
 fn f16(x: f32) -> [u8; 2] {
     half::f16::from_f32(x).to_le_bytes()
@@ -155,7 +119,7 @@ fn malformed_files_are_refused_with_a_reason() {
     let unsupported = gguf(&[], &[("w", vec![256], 12, vec![0; 144])]);
     let e = err(unsupported);
     assert!(
-        e.contains("quantization type 12") && e.contains("Q4_1"),
+        e.contains("quantization type Q4_K (12)") && e.contains("Q4_1"),
         "{e}"
     );
     // A string length far beyond the file.

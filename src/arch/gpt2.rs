@@ -119,6 +119,25 @@ impl Gpt2 {
         mask: &O::T,
         lora_scale: f64,
     ) -> Result<O::T> {
+        let h = self.hidden_states(ops, ids, mask, lora_scale)?;
+        self.head(ops, &h)
+    }
+
+    /// The output head, tied to the token embedding.
+    pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
+        let wte = ops.param(&self.name("wte.weight"))?;
+        let w_t = ops.permute(&wte, &[1, 0])?;
+        ops.matmul(hidden, &w_t)
+    }
+
+    /// The final normed hidden states [B, T, hidden].
+    pub fn hidden_states<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+    ) -> Result<O::T> {
         let h = self.hidden;
         let layout = HeadLayout {
             heads: self.heads,
@@ -155,8 +174,6 @@ impl Gpt2 {
             let m = lin(ops, &m, format!("{p}.mlp.c_proj"))?;
             x = ops.add(&x, &m)?;
         }
-        let x = ops::layer_norm(ops, &x, &self.name("ln_f"), self.eps)?;
-        let w_t = ops.permute(&wte, &[1, 0])?;
-        ops.matmul(&x, &w_t)
+        ops::layer_norm(ops, &x, &self.name("ln_f"), self.eps)
     }
 }

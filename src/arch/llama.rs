@@ -176,6 +176,30 @@ impl Llama {
         mask: &O::T,
         lora_scale: f64,
     ) -> Result<O::T> {
+        let h = self.hidden_states(ops, ids, mask, lora_scale)?;
+        self.head(ops, &h)
+    }
+
+    /// The output head: hidden states [.., hidden] → logits [.., vocab].
+    pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
+        let name = if self.tied_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let w = ops.param(name)?;
+        let w_t = ops.permute(&w, &[1, 0])?;
+        ops.matmul(hidden, &w_t)
+    }
+
+    /// The final normed hidden states [B, T, hidden].
+    pub fn hidden_states<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+    ) -> Result<O::T> {
         let (cos_table, sin_table) = self.rotary_tables()?;
         let cos = ops.constant("rotary.cos", &cos_table)?;
         let sin = ops.constant("rotary.sin", &sin_table)?;
@@ -218,15 +242,7 @@ impl Llama {
             let m = lin(ops, &m, &format!("{p}.mlp.down_proj"))?;
             x = ops.add(&x, &m)?;
         }
-        let x = ops::rms_norm(ops, &x, "model.norm", self.eps)?;
-        let head = if self.tied_embeddings {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
-        let w = ops.param(head)?;
-        let w_t = ops.permute(&w, &[1, 0])?;
-        ops.matmul(&x, &w_t)
+        ops::rms_norm(ops, &x, "model.norm", self.eps)
     }
 }
 

@@ -124,6 +124,51 @@ impl TextModel {
         }
     }
 
+    /// Log-probabilities of `targets` [N] at the positions `rows` [N] (indices into the
+    /// flattened [B·T] positions): the output head runs on those positions only, which is most
+    /// of a language model's training cost when answers are short.
+    pub fn target_log_probs_at(
+        &self,
+        params: &Params,
+        ids: &Tensor,
+        mask: &Tensor,
+        lora_scale: f64,
+        rows: &Tensor,
+        targets: &Tensor,
+    ) -> Result<Tensor> {
+        self.check_length(ids.dim(1)?)?;
+        let mut eager = Eager::new(params, ids.device());
+        let hidden = match &self.arch {
+            TextArch::Llama(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
+            TextArch::Gpt2(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
+            TextArch::Bert(_) => {
+                return Err(Error::Usage(format!(
+                    "{} is an encoder; it has no next-token head",
+                    self.model_type
+                )))
+            }
+        };
+        let width = hidden.dim(2)?;
+        let picked = hidden.reshape(((), width))?.index_select(rows, 0)?;
+        let logits = match &self.arch {
+            TextArch::Llama(m) => m.head(&mut eager, &picked)?,
+            TextArch::Gpt2(m) => m.head(&mut eager, &picked)?,
+            TextArch::Bert(_) => unreachable!("refused above"),
+        };
+        let logp = crate::nn::log_softmax(&logits)?;
+        Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)
+    }
+
+    fn check_length(&self, t: usize) -> Result<()> {
+        if t > self.max_positions() {
+            return Err(Error::Usage(format!(
+                "an input of {t} tokens is longer than the model's max_position_embeddings ({})",
+                self.max_positions()
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs the forward pass with candle. `ids` and `mask` are [B, T] u32 tensors.
     pub fn run(
         &self,
@@ -132,13 +177,7 @@ impl TextModel {
         mask: &Tensor,
         lora_scale: f64,
     ) -> Result<Tensor> {
-        let t = ids.dim(1)?;
-        if t > self.max_positions() {
-            return Err(Error::Usage(format!(
-                "an input of {t} tokens is longer than the model's max_position_embeddings ({})",
-                self.max_positions()
-            )));
-        }
+        self.check_length(ids.dim(1)?)?;
         let mut eager = Eager::new(params, ids.device());
         self.forward(&mut eager, ids, mask, lora_scale)
     }

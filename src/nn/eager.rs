@@ -65,7 +65,13 @@ impl Ops for Eager<'_> {
             // x [.., K] · W [K, N]: one large matrix product over the flattened rows.
             let dims = a.dims().to_vec();
             let rows: usize = dims[..ra - 1].iter().product();
-            let y = a.reshape((rows, dims[ra - 1]))?.matmul(b)?;
+            let x = a.reshape((rows, dims[ra - 1]))?;
+            let y = if x.track_op() && !b.track_op() {
+                // A frozen weight: only the input needs a gradient.
+                super::frozen::frozen_matmul(&x, b)?
+            } else {
+                x.matmul(b)?
+            };
             let mut out = dims;
             out[ra - 1] = b.dim(1)?;
             return Ok(y.reshape(out)?);

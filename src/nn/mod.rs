@@ -4,6 +4,7 @@
 
 mod block;
 pub mod eager;
+mod frozen;
 pub mod onnx;
 pub mod ops;
 mod params;

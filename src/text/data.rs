@@ -3,7 +3,9 @@
 //! sequences with the positions that carry a loss.
 
 use super::tokenizer::{ChatMessage, TextTokenizer};
+use crate::arch::text::TextModel;
 use crate::error::{Error, Result};
+use crate::nn::Params;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 
@@ -165,13 +167,14 @@ pub fn encode(tok: &TextTokenizer, ex: &TextExample, format: PromptFormat) -> Re
     encode_with_answer(tok, ex, &ex.answer, format)
 }
 
-/// A padded batch: ids and mask [B, T] (u32), next-token targets [B, T] and their weights
-/// [B, T] (1 where position t predicts a target token).
+/// A padded batch: ids and mask [B, T] (u32), and the positions that predict a target token:
+/// their indices into the flattened [B·T] positions, the token each predicts, and its row.
 pub struct TokenBatch {
     pub ids: Tensor,
     pub mask: Tensor,
+    pub positions: Tensor,
     pub targets: Tensor,
-    pub weights: Tensor,
+    pub rows: Tensor,
     /// Target tokens per row.
     pub counts: Vec<usize>,
 }
@@ -185,8 +188,9 @@ impl TokenBatch {
         }
         let mut ids = vec![pad_id; b * t];
         let mut mask = vec![0u32; b * t];
-        let mut targets = vec![0u32; b * t];
-        let mut weights = vec![0f32; b * t];
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        let mut row_of = Vec::new();
         let mut counts = Vec::with_capacity(b);
         for (i, r) in rows.iter().enumerate() {
             let row = i * t;
@@ -196,24 +200,40 @@ impl TokenBatch {
             }
             // Position p predicts token p+1.
             for p in r.target_start.max(1) - 1..r.ids.len() - 1 {
-                targets[row + p] = r.ids[p + 1];
-                weights[row + p] = 1.0;
+                positions.push((row + p) as u32);
+                targets.push(r.ids[p + 1]);
+                row_of.push(i as u32);
             }
             counts.push(r.ids.len() - r.target_start.max(1));
         }
+        let n = targets.len();
         Ok(TokenBatch {
             ids: Tensor::from_vec(ids, (b, t), device)?,
             mask: Tensor::from_vec(mask, (b, t), device)?,
-            targets: Tensor::from_vec(targets, (b, t), device)?,
-            weights: Tensor::from_vec(weights, (b, t), device)?,
+            positions: Tensor::from_vec(positions, n, device)?,
+            targets: Tensor::from_vec(targets, n, device)?,
+            rows: Tensor::from_vec(row_of, n, device)?,
             counts,
         })
     }
 }
 
-/// Summed log-probability of each row's targets, [B], differentiable through `logits` [B, T, V].
-pub fn target_log_probs(logits: &Tensor, batch: &TokenBatch) -> Result<Tensor> {
-    let logp = crate::nn::log_softmax(logits)?;
-    let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
-    Ok((picked * &batch.weights)?.sum(1)?)
+/// Summed log-probability of each row's targets, [B], differentiable.
+pub fn target_log_probs(
+    model: &TextModel,
+    params: &Params,
+    batch: &TokenBatch,
+    lora_scale: f64,
+) -> Result<Tensor> {
+    let per_token = model.target_log_probs_at(
+        params,
+        &batch.ids,
+        &batch.mask,
+        lora_scale,
+        &batch.positions,
+        &batch.targets,
+    )?;
+    let b = batch.counts.len();
+    let zeros = Tensor::zeros(b, per_token.dtype(), per_token.device())?;
+    Ok(zeros.index_add(&batch.rows, &per_token, 0)?)
 }

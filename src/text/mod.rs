@@ -2,6 +2,7 @@
 //! model metrics.
 
 pub mod data;
+pub mod metrics;
 pub mod tokenizer;
 
 pub use data::{Encoded, PromptFormat, TextExample, TokenBatch};

@@ -1,11 +1,13 @@
 //! Unlearning: the trainable set, objectives, methods, optimizers and the run loop.
 
 pub mod dual;
+pub mod lora;
 pub mod method;
 pub mod objective;
 pub mod optim;
 pub mod resume;
 pub mod task;
+pub mod text_task;
 pub mod trainable;
 
 pub use dual::{DualUpdate, DualVariable};
@@ -142,7 +144,7 @@ impl BatchPlan {
     }
 
     /// The forget and retain samples of the next step.
-    pub fn next(&mut self) -> (Vec<usize>, Vec<usize>) {
+    pub fn next_step(&mut self) -> (Vec<usize>, Vec<usize>) {
         let forget = Self::take(
             &mut self.forget_order,
             &mut self.forget_pos,
@@ -266,7 +268,7 @@ pub fn run(
                 save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
             }
         }
-        let (forget, retain) = plan.next();
+        let (forget, retain) = plan.next_step();
         let batch = task.step_batch(params, &forget, &retain)?;
         let stats = method
             .step(batch.as_ref(), &trainable.vars, &mut optimizer)

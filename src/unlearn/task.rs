@@ -64,11 +64,8 @@ impl<'a> ClassifierTask<'a> {
         seed: u64,
     ) -> Self {
         let mut rng = crate::rng::Rng::derived(seed, "random-labels");
-        let random_labels = super::objective::random_wrong_labels(
-            &train.labels,
-            classifier.num_labels(),
-            &mut rng,
-        );
+        let random_labels =
+            super::objective::random_wrong_labels(&train.labels, classifier.num_labels(), &mut rng);
         ClassifierTask {
             classifier,
             train,
@@ -138,11 +135,10 @@ impl StepBatch for ClassifierBatch<'_> {
             .map(|term| {
                 let f = || forget_logits.as_ref().expect("forget rows computed");
                 match term {
-                    Term::Forget => self.objective.loss(
-                        f(),
-                        &self.forget_labels,
-                        &self.forget_random_labels,
-                    ),
+                    Term::Forget => {
+                        self.objective
+                            .loss(f(), &self.forget_labels, &self.forget_random_labels)
+                    }
                     Term::ForgetLikelihood => cross_entropy(f(), &self.forget_labels),
                     Term::ForgetRandomLabel => cross_entropy(f(), &self.forget_random_labels),
                     Term::ForgetNpo => Err(Error::Usage(

@@ -139,3 +139,45 @@ pub fn lethe(args: &[&str]) -> std::process::Output {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Builds a GGUF v3 file: metadata, then tensors (name, GGUF dims, type id, raw bytes).
+pub fn gguf<S: AsRef<str>>(
+    metadata: &[(&str, u32, Vec<u8>)],
+    tensors: &[(S, Vec<u64>, u32, Vec<u8>)],
+) -> Vec<u8> {
+    let string = |s: &str| {
+        let mut v = (s.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((metadata.len() as u64).to_le_bytes());
+    for (key, type_id, value) in metadata {
+        out.extend(string(key));
+        out.extend(type_id.to_le_bytes());
+        out.extend(value);
+    }
+    let mut offset = 0u64;
+    let mut data = Vec::new();
+    for (name, dims, type_id, bytes) in tensors {
+        out.extend(string(name.as_ref()));
+        out.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            out.extend(d.to_le_bytes());
+        }
+        out.extend(type_id.to_le_bytes());
+        out.extend(offset.to_le_bytes());
+        data.extend_from_slice(bytes);
+        while !data.len().is_multiple_of(32) {
+            data.push(0);
+        }
+        offset = data.len() as u64;
+    }
+    while !out.len().is_multiple_of(32) {
+        out.push(0);
+    }
+    out.extend(data);
+    out
+}

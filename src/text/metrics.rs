@@ -1,0 +1,144 @@
+//! Language-model metrics: answer probability and NLL, ROUGE-L recall of greedy answers,
+//! perplexity on held-out text.
+
+use super::data::{prompt_ids, Encoded, PromptFormat, TextExample};
+use super::tokenizer::TextTokenizer;
+use crate::arch::text::TextModel;
+use crate::error::Result;
+use crate::nn::Params;
+use crate::unlearn::text_task::answer_log_probs;
+use candle_core::Device;
+
+/// Mean over examples of the per-token answer probability exp(−NLL/|a|), and the mean
+/// per-token NLL.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct AnswerStats {
+    pub probability: f64,
+    pub nll: f64,
+}
+
+pub fn answer_stats(
+    model: &TextModel,
+    params: &Params,
+    rows: &[Encoded],
+    pad_id: u32,
+    lora_scale: f64,
+) -> Result<AnswerStats> {
+    let lp = answer_log_probs(model, params, rows, pad_id, lora_scale, 8)?;
+    let n = lp.len().max(1) as f64;
+    let per_token: Vec<f64> = lp
+        .iter()
+        .map(|(l, c)| -(*l as f64) / (*c).max(1) as f64)
+        .collect();
+    Ok(AnswerStats {
+        probability: per_token.iter().map(|nll| (-nll).exp()).sum::<f64>() / n,
+        nll: per_token.iter().sum::<f64>() / n,
+    })
+}
+
+/// Lower-cased alphanumeric words.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// ROUGE-L recall: the longest common subsequence of words over the reference's length.
+pub fn rouge_l_recall(candidate: &str, reference: &str) -> f64 {
+    let (c, r) = (words(candidate), words(reference));
+    if r.is_empty() {
+        return 0.0;
+    }
+    let mut prev = vec![0usize; c.len() + 1];
+    for rw in &r {
+        let mut cur = vec![0usize; c.len() + 1];
+        for (j, cw) in c.iter().enumerate() {
+            cur[j + 1] = if rw == cw {
+                prev[j] + 1
+            } else {
+                cur[j].max(prev[j + 1])
+            };
+        }
+        prev = cur;
+    }
+    prev[c.len()] as f64 / r.len() as f64
+}
+
+/// A question with the reference answer and the model's greedy answer.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Answered {
+    pub question: String,
+    pub reference: String,
+    pub answer: String,
+    pub rouge_l: f64,
+}
+
+/// Greedy answers to the questions of `examples` (documents are skipped).
+#[allow(clippy::too_many_arguments)]
+pub fn answer_questions(
+    model: &TextModel,
+    params: &Params,
+    tok: &TextTokenizer,
+    examples: &[TextExample],
+    format: PromptFormat,
+    max_new_tokens: usize,
+    on_each: &dyn Fn(),
+) -> Result<Vec<Answered>> {
+    let mut out = Vec::new();
+    for ex in examples {
+        let Some(q) = &ex.question else { continue };
+        let prompt = prompt_ids(tok, q, format)?;
+        let ids =
+            model.generate_greedy(params, &prompt, max_new_tokens, tok.eos_id, &Device::Cpu)?;
+        let answer = tok.decode(&ids)?.trim().to_string();
+        out.push(Answered {
+            question: q.clone(),
+            reference: ex.answer.clone(),
+            rouge_l: rouge_l_recall(&answer, &ex.answer),
+            answer,
+        });
+        on_each();
+    }
+    Ok(out)
+}
+
+pub fn mean_rouge(answered: &[Answered]) -> f64 {
+    if answered.is_empty() {
+        return 0.0;
+    }
+    answered.iter().map(|a| a.rouge_l).sum::<f64>() / answered.len() as f64
+}
+
+/// Perplexity exp(mean NLL per token) of `text`, in windows of `window` tokens, over at most
+/// `max_tokens` tokens.
+pub fn perplexity(
+    model: &TextModel,
+    params: &Params,
+    tok: &TextTokenizer,
+    text: &str,
+    window: usize,
+    max_tokens: usize,
+) -> Result<f64> {
+    let mut ids = tok.encode(text)?;
+    ids.truncate(max_tokens);
+    let window = window.clamp(2, model.max_positions());
+    let rows: Vec<Encoded> = ids
+        .chunks(window)
+        .filter(|c| c.len() >= 2)
+        .map(|c| Encoded {
+            ids: c.to_vec(),
+            target_start: 1,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err(crate::error::Error::Usage(
+            "the held-out text has fewer than two tokens".into(),
+        ));
+    }
+    let lp = answer_log_probs(model, params, &rows, tok.pad_id, 1.0, 4)?;
+    let (sum, count) = lp
+        .iter()
+        .fold((0f64, 0usize), |(s, n), (l, c)| (s - *l as f64, n + c));
+    Ok((sum / count as f64).exp())
+}

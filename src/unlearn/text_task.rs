@@ -1,0 +1,167 @@
+//! Unlearning a text model: forget and retain sets of question/answer pairs (or documents); the
+//! loss covers answer tokens only.
+
+use super::objective::ForgetObjective;
+use super::task::{StepBatch, Task, Term};
+use crate::arch::text::TextModel;
+use crate::error::{Error, Result};
+use crate::nn::Params;
+use crate::text::data::{target_log_probs, Encoded, TokenBatch};
+use candle_core::{Device, Tensor};
+
+pub struct TextTask<'a> {
+    pub model: &'a TextModel,
+    /// Forget examples with their own answers.
+    pub forget: Vec<Encoded>,
+    /// The forget prompts with a refusal as the answer (the refusal objective's targets).
+    pub refusals: Vec<Encoded>,
+    pub retain: Vec<Encoded>,
+    /// Summed log-probability of each forget answer under the model before unlearning (NPO's
+    /// reference, computed once).
+    pub reference_log_probs: Vec<f32>,
+    pub objective: ForgetObjective,
+    pub npo_beta: f64,
+    pub lora_scale: f64,
+    pub pad_id: u32,
+    pub device: Device,
+}
+
+/// Summed answer log-probabilities of `rows` under `params`, in batches, without gradients.
+pub fn answer_log_probs(
+    model: &TextModel,
+    params: &Params,
+    rows: &[Encoded],
+    pad_id: u32,
+    lora_scale: f64,
+    batch_size: usize,
+) -> Result<Vec<(f32, usize)>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let batch = TokenBatch::new(&refs, pad_id, &Device::Cpu)?;
+        let lp: Vec<f32> = target_log_probs(model, params, &batch, lora_scale)?
+            .detach()
+            .to_vec1()?;
+        out.extend(lp.into_iter().zip(batch.counts.iter().copied()));
+    }
+    Ok(out)
+}
+
+impl Task for TextTask<'_> {
+    fn step_batch<'b>(
+        &'b self,
+        params: &'b Params,
+        forget: &[usize],
+        retain: &[usize],
+    ) -> Result<Box<dyn StepBatch + 'b>> {
+        Ok(Box::new(TextBatch {
+            task: self,
+            params,
+            forget: forget.to_vec(),
+            retain: retain.to_vec(),
+        }))
+    }
+}
+
+pub struct TextBatch<'a> {
+    task: &'a TextTask<'a>,
+    params: &'a Params,
+    forget: Vec<usize>,
+    retain: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    Forget,
+    Refusal,
+    Retain,
+}
+
+impl TextBatch<'_> {
+    fn rows_for(&self, term: Term) -> Result<Rows> {
+        Ok(match term {
+            Term::Forget => match self.task.objective {
+                ForgetObjective::Npo => Rows::Forget,
+                ForgetObjective::Refusal => Rows::Refusal,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "the {} objective is for classifiers; text models take npo or refusal",
+                        serde_json::to_value(other)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )))
+                }
+            },
+            Term::ForgetLikelihood | Term::ForgetNpo => Rows::Forget,
+            Term::ForgetRandomLabel => {
+                return Err(Error::Usage(
+                    "rl (random labels) is a method for classifiers; text models take npo, ga, graddiff or ft".into(),
+                ))
+            }
+            Term::Retain => Rows::Retain,
+        })
+    }
+
+    fn npo(&self, log_probs: &Tensor) -> Result<Tensor> {
+        let reference: Vec<f32> = self
+            .forget
+            .iter()
+            .map(|&i| self.task.reference_log_probs[i])
+            .collect();
+        let reference = Tensor::from_vec(reference, self.forget.len(), &self.task.device)?;
+        let beta = self.task.npo_beta;
+        let x = ((log_probs - reference)? * beta)?;
+        // softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
+        let softplus = (x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+        Ok((softplus.mean_all()? * (2.0 / beta))?)
+    }
+}
+
+impl StepBatch for TextBatch<'_> {
+    fn losses(&self, terms: &[Term]) -> Result<Vec<Tensor>> {
+        let kinds: Vec<Rows> = terms
+            .iter()
+            .map(|t| self.rows_for(*t))
+            .collect::<Result<_>>()?;
+        let mut groups: Vec<Rows> = Vec::new();
+        for k in &kinds {
+            if !groups.contains(k) {
+                groups.push(*k);
+            }
+        }
+        // One forward pass over every needed row, padded to a common length.
+        let mut rows: Vec<&Encoded> = Vec::new();
+        let mut spans = Vec::new();
+        for g in &groups {
+            let start = rows.len();
+            match g {
+                Rows::Forget => rows.extend(self.forget.iter().map(|&i| &self.task.forget[i])),
+                Rows::Refusal => rows.extend(self.forget.iter().map(|&i| &self.task.refusals[i])),
+                Rows::Retain => rows.extend(self.retain.iter().map(|&i| &self.task.retain[i])),
+            }
+            spans.push((*g, start, rows.len() - start));
+        }
+        let batch = TokenBatch::new(&rows, self.task.pad_id, &self.task.device)?;
+        let log_probs =
+            target_log_probs(self.task.model, self.params, &batch, self.task.lora_scale)?;
+        let span = |g: Rows| spans.iter().find(|s| s.0 == g).expect("group computed");
+        // Mean negative log-likelihood per answer token over a group.
+        let nll = |g: Rows| -> Result<Tensor> {
+            let (_, start, len) = *span(g);
+            let tokens: usize = batch.counts[start..start + len].iter().sum();
+            Ok((log_probs.narrow(0, start, len)?.sum_all()? * (-1.0 / tokens.max(1) as f64))?)
+        };
+        terms
+            .iter()
+            .zip(&kinds)
+            .map(|(term, rows)| match (term, rows) {
+                (Term::Forget, Rows::Forget) | (Term::ForgetNpo, _) => {
+                    let (_, start, len) = *span(Rows::Forget);
+                    self.npo(&log_probs.narrow(0, start, len)?)
+                }
+                (_, g) => nll(*g),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,448 @@
+//! Text unlearning end to end on a tiny random Llama with a word-level tokenizer
+//! (fixtures/text/tiny-chat): LoRA trains adapters only and exports a PEFT adapter that loads
+//! back; teaching then unlearning facts moves the forget and retain answers as it should; bad
+//! inputs are refused with a clear message and nothing written.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use lethe::arch::text::TextModel;
+use lethe::checkpoint::Checkpoint;
+use lethe::unlearn::lora;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat")
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tensors(file: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(file, &Device::Cpu).unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let t = tiny();
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(&t),
+        "--forget-set",
+        arg(&t.join("forget.jsonl")),
+        "--retain-set",
+        arg(&t.join("retain.jsonl")),
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--lora-targets",
+        "q_proj,v_proj",
+        "--steps",
+        "5",
+        "--lr",
+        "1e-2",
+        "--out",
+        arg(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    // Only the adapted layers' weights change in the merged checkpoint.
+    let before = tensors(&t.join("model.safetensors"));
+    let after = tensors(&out.join("model.safetensors"));
+    assert_eq!(before.len(), after.len());
+    let mut changed = 0;
+    for (name, b) in &before {
+        let adapted = name.ends_with("q_proj.weight") || name.ends_with("v_proj.weight");
+        let same = bits(b) == bits(&after[name]);
+        assert_eq!(same, !adapted, "{name}: changed = {}", !same);
+        changed += usize::from(!same);
+    }
+    assert_eq!(changed, 4, "q_proj and v_proj of both layers");
+
+    // PEFT's layout.
+    let adapter = out.join("adapter");
+    let config = json(&adapter.join("adapter_config.json"));
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["task_type"], "CAUSAL_LM");
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["lora_alpha"], 8.0);
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    let weights = tensors(&adapter.join("adapter_model.safetensors"));
+    assert_eq!(weights.len(), 8);
+    let a = &weights["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"];
+    let b = &weights["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"];
+    assert_eq!(a.dims(), &[4, 32]);
+    assert_eq!(b.dims(), &[16, 4]);
+
+    // Loading the adapter onto the base and merging gives the exported merged weights.
+    let ckpt = Checkpoint::open(&t).unwrap();
+    let model = TextModel::from_checkpoint(&ckpt).unwrap();
+    let mut params = model.load_params(&ckpt, &Device::Cpu).unwrap();
+    let (cfg, set) = lora::load_adapter(&adapter, &mut params, &model, &Device::Cpu).unwrap();
+    assert_eq!((cfg.rank, cfg.alpha), (4, 8.0));
+    let merged = lora::merged_weights(&params, &model, &set, cfg.scale()).unwrap();
+    assert_eq!(merged.len(), 4);
+    for (name, w) in &merged {
+        let d: f32 = (w - &after[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-6, "{name}: {d}");
+    }
+
+    // A run can start from the exported adapter.
+    let again = dir.path().join("again");
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(&t),
+        "--forget-set",
+        arg(&t.join("forget.jsonl")),
+        "--retain-set",
+        arg(&t.join("retain.jsonl")),
+        "--adapter",
+        arg(&adapter),
+        "--steps",
+        "2",
+        "--out",
+        arg(&again),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(json(&again.join("adapter/adapter_config.json"))["r"], 4);
+}
+
+#[test]
+fn taught_facts_are_forgotten_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let taught = dir.path().join("taught");
+    let o = common::lethe(&[
+        "train-text",
+        arg(&t),
+        "--data",
+        arg(&t.join("all.jsonl")),
+        "--lora-rank",
+        "0",
+        "--train",
+        "*",
+        "--lr",
+        "1e-2",
+        "--epochs",
+        "150",
+        "--batch-size",
+        "20",
+        "--out",
+        arg(&taught),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let trained = json(&taught.join("report.json"));
+    assert!(
+        trained["answer_nll_after"].as_f64().unwrap() < 0.1,
+        "{trained}"
+    );
+
+    let out = dir.path().join("unlearned");
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(&taught),
+        "--forget-set",
+        arg(&t.join("forget.jsonl")),
+        "--retain-set",
+        arg(&t.join("retain.jsonl")),
+        "--lora-rank",
+        "0",
+        "--train",
+        "*",
+        "--lr",
+        "3e-3",
+        "--epochs",
+        "10",
+        "--out",
+        arg(&out),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = |when: &str, set: &str, what: &str| r[when][set][what].as_f64().unwrap();
+    assert!(m("before", "forget", "rouge_l") > 0.9);
+    // Forgotten: the answers became unlikely and are no longer reproduced.
+    assert!(
+        m("after", "forget", "nll") > m("before", "forget", "nll") + 2.0,
+        "{r}"
+    );
+    assert!(m("after", "forget", "rouge_l") < 0.8, "{r}");
+    // Kept: the retained answers stay likely and are still given.
+    assert!(m("after", "retain", "nll") < 0.5, "{r}");
+    assert!(m("after", "retain", "rouge_l") > 0.8, "{r}");
+    assert_eq!(r["verification"]["passed"], true, "{r}");
+    assert!(out.join("model.onnx").is_file());
+    assert_eq!(
+        json(&out.join("report.json"))["schema"],
+        "lethe.text-report.v1"
+    );
+}
+
+/// Runs unlearn-text with `forget` as the forget set on `model`; asserts it fails with
+/// `needle` in its message and writes nothing.
+fn refused(model: &Path, forget: &str, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let forget_path = dir.path().join("forget.jsonl");
+    std::fs::write(&forget_path, forget).unwrap();
+    let out = dir.path().join("out");
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(model),
+        "--forget-set",
+        arg(&forget_path),
+        "--retain-set",
+        arg(&tiny().join("retain.jsonl")),
+        "--steps",
+        "1",
+        "--out",
+        arg(&out),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let err = common::stderr(&o);
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(!out.exists(), "an output was written");
+}
+
+const FACT: &str =
+    "{\"question\": \"where was arlen born ?\", \"answer\": \"arlen was born in vellmora .\"}\n";
+
+#[test]
+fn bad_inputs_are_refused_and_nothing_is_written() {
+    let t = tiny();
+    refused(
+        &t,
+        "{\"question\": \"where was arlen born ?\", \"answer\": \"\"}\n",
+        "line 1: \"answer\" is empty",
+    );
+    refused(&t, "", "no records");
+    refused(
+        &t,
+        "{\"question\": \"where ?\"}\n",
+        "a question without an answer",
+    );
+    let long = format!(
+        "{{\"question\": \"{}\", \"answer\": \"arlen .\"}}\n",
+        "where ".repeat(80)
+    );
+    refused(&t, &long, "max_position_embeddings (64)");
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ] {
+            std::fs::copy(t.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    let no_tokenizer = copy("no-tokenizer");
+    std::fs::remove_file(no_tokenizer.join("tokenizer.json")).unwrap();
+    refused(&no_tokenizer, FACT, "no tokenizer.json");
+
+    let wrong_shape = copy("wrong-shape");
+    let mut config = json(&wrong_shape.join("config.json"));
+    config["intermediate_size"] = 64.into();
+    std::fs::write(wrong_shape.join("config.json"), config.to_string()).unwrap();
+    refused(&wrong_shape, FACT, "config.json implies shape [64, 32]");
+}
+
+/// GGUF metadata value encodings: (type id, bytes).
+fn string(s: &str) -> Vec<u8> {
+    let mut v = (s.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+fn u32v(x: u32) -> (u32, Vec<u8>) {
+    (4, x.to_le_bytes().to_vec())
+}
+fn f32v(x: f32) -> (u32, Vec<u8>) {
+    (6, x.to_le_bytes().to_vec())
+}
+fn strv(s: &str) -> (u32, Vec<u8>) {
+    (8, string(s))
+}
+fn str_array(items: &[String]) -> (u32, Vec<u8>) {
+    let mut v = 8u32.to_le_bytes().to_vec();
+    v.extend((items.len() as u64).to_le_bytes());
+    for s in items {
+        v.extend(string(s));
+    }
+    (9, v)
+}
+
+/// llama.cpp's reordering of Q/K rows, applied to a Hugging Face [heads·D, in] weight.
+fn permute_like_llama_cpp(values: &[f32], heads: usize, row_len: usize) -> Vec<f32> {
+    let rows = values.len() / row_len;
+    let (d, half) = (rows / heads, rows / heads / 2);
+    let mut out = vec![0f32; values.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let hf = h * d + j * half + i;
+                let gguf = h * d + 2 * i + j;
+                out[gguf * row_len..(gguf + 1) * row_len]
+                    .copy_from_slice(&values[hf * row_len..(hf + 1) * row_len]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gguf_conversion_restores_the_hugging_face_weights_and_builds_a_tokenizer() {
+    let t = tiny();
+    let original = tensors(&t.join("model.safetensors"));
+    let gguf_name = |hf: &str| -> String {
+        let fixed = [
+            ("model.embed_tokens.weight", "token_embd.weight"),
+            ("model.norm.weight", "output_norm.weight"),
+        ];
+        if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+            return g.to_string();
+        }
+        let rest = hf.strip_prefix("model.layers.").unwrap();
+        let (layer, part) = rest.split_once('.').unwrap();
+        let module = match part.trim_end_matches(".weight") {
+            "input_layernorm" => "attn_norm",
+            "post_attention_layernorm" => "ffn_norm",
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            other => panic!("{other}"),
+        };
+        format!("blk.{layer}.{module}.weight")
+    };
+    let mut names: Vec<&String> = original.keys().collect();
+    names.sort();
+    let mut gguf_tensors = Vec::new();
+    for name in names {
+        let t = &original[name];
+        let dims: Vec<usize> = t.dims().to_vec();
+        let mut values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let row_len: usize = dims.iter().skip(1).product();
+        if name.ends_with("q_proj.weight") {
+            values = permute_like_llama_cpp(&values, 2, row_len);
+        } else if name.ends_with("k_proj.weight") {
+            values = permute_like_llama_cpp(&values, 1, row_len);
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let gdims: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
+        gguf_tensors.push((gguf_name(name), gdims, 0u32, bytes));
+    }
+    let mut tokens: Vec<String> = vec!["<|end|>".into(), "a".into(), "b".into(), "ab".into()];
+    tokens.extend((4..96).map(|i| format!("t{i}")));
+    let mut types = 5u32.to_le_bytes().to_vec();
+    types.extend(96u64.to_le_bytes());
+    for i in 0..96i32 {
+        types.extend(if i == 0 { 3i32 } else { 1 }.to_le_bytes());
+    }
+    let meta: Vec<(&str, (u32, Vec<u8>))> = vec![
+        ("general.architecture", strv("llama")),
+        ("llama.block_count", u32v(2)),
+        ("llama.context_length", u32v(64)),
+        ("llama.embedding_length", u32v(32)),
+        ("llama.feed_forward_length", u32v(48)),
+        ("llama.attention.head_count", u32v(2)),
+        ("llama.attention.head_count_kv", u32v(1)),
+        ("llama.rope.freq_base", f32v(100000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", f32v(1e-6)),
+        ("llama.rope.dimension_count", u32v(16)),
+        ("tokenizer.ggml.model", strv("gpt2")),
+        ("tokenizer.ggml.tokens", str_array(&tokens)),
+        ("tokenizer.ggml.merges", str_array(&["a b".to_string()])),
+        ("tokenizer.ggml.token_type", (9, types)),
+        ("tokenizer.ggml.eos_token_id", u32v(0)),
+        (
+            "tokenizer.chat_template",
+            strv("{{ messages[0]['content'] }}"),
+        ),
+    ];
+    let meta: Vec<(&str, u32, Vec<u8>)> = meta.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.gguf");
+    std::fs::write(&file, common::gguf(&meta, &gguf_tensors)).unwrap();
+    let out = dir.path().join("converted");
+    let o = common::lethe(&["convert", arg(&file), arg(&out), "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    // Every weight comes back bit for bit under its Hugging Face name.
+    let converted = tensors(&out.join("model.safetensors"));
+    assert_eq!(converted.len(), original.len());
+    for (name, t) in &original {
+        assert_eq!(bits(t), bits(&converted[name]), "{name}");
+    }
+    let config = json(&out.join("config.json"));
+    assert_eq!(config["num_key_value_heads"], 1);
+    assert_eq!(config["rms_norm_eps"], 1e-6);
+    assert_eq!(config["tie_word_embeddings"], true);
+    let ckpt = Checkpoint::open(&out).unwrap();
+    TextModel::from_checkpoint(&ckpt).unwrap();
+    let tok = lethe::text::TextTokenizer::open(&out, &ckpt.config).unwrap();
+    assert_eq!(tok.encode("ab").unwrap(), vec![3]);
+    assert_eq!(tok.eos_id, Some(0));
+    assert!(tok.has_chat_template());
+
+    // An unsupported quantization type is named, and nothing is written.
+    let q4k = vec![(
+        "token_embd.weight".to_string(),
+        vec![256u64, 96],
+        12u32,
+        vec![0u8; 96 * 144],
+    )];
+    let bad = dir.path().join("q4k.gguf");
+    std::fs::write(&bad, common::gguf(&meta, &q4k)).unwrap();
+    let out = dir.path().join("not-written");
+    let o = common::lethe(&["convert", arg(&bad), arg(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("Q4_K"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!out.exists());
+}
