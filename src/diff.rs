@@ -1,6 +1,7 @@
 //! `lethe diff A B`: what changed between two models — per tensor, and in their outputs on a
 //! probe set — as JSON and as a self-contained HTML page with plots (no network resources).
 
+use crate::checkpoint::Checkpoint;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::nn::log_softmax;
@@ -42,6 +43,28 @@ pub struct OutputChange {
     pub per_class_accuracy: Vec<ClassAccuracy>,
 }
 
+/// One prompt's greedy continuation by each model.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerationPair {
+    pub prompt: String,
+    pub a: String,
+    pub b: String,
+}
+
+/// How a language model's outputs changed on probe prompts.
+#[derive(Clone, Debug, Serialize)]
+pub struct TextOutputChange {
+    pub probe: String,
+    pub prompts: usize,
+    /// Mean and largest KL(p_A ‖ p_B) of the next-token distributions, over every token of
+    /// the probe examples (prompt and answer).
+    pub mean_kl: f64,
+    pub max_kl: f64,
+    /// Prompts whose greedy continuation differs.
+    pub changed_generations: usize,
+    pub generations: Vec<GenerationPair>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunCurves {
     pub forget_loss: Vec<Option<f32>>,
@@ -60,22 +83,33 @@ pub struct DiffReport {
     pub only_in_a: Vec<String>,
     pub only_in_b: Vec<String>,
     pub outputs: Option<OutputChange>,
+    /// For language models given --prompts.
+    pub text_outputs: Option<TextOutputChange>,
     /// Losses and λ per step, when B is a lethe output with its report.json.
     pub run: Option<RunCurves>,
 }
 
-pub fn diff(a: &Path, b: &Path, probe: Option<&DataSpec>) -> Result<DiffReport> {
-    let ma = LoadedModel::open(a)?;
-    let mb = LoadedModel::open(b)?;
+/// What to run both models on: classifier data, or prompts for language models.
+pub enum Probe {
+    Data(DataSpec),
+    Prompts {
+        file: std::path::PathBuf,
+        max_new_tokens: usize,
+    },
+}
+
+pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
+    let ca = &Checkpoint::open(crate::hub::resolve_model(a, true)?)?;
+    let cb = &Checkpoint::open(crate::hub::resolve_model(b, true)?)?;
     let device = Device::Cpu;
-    let names_a: Vec<&String> = ma.checkpoint.tensor_names().collect();
-    let names_b: Vec<&String> = mb.checkpoint.tensor_names().collect();
+    let names_a: Vec<&String> = ca.tensor_names().collect();
+    let names_b: Vec<&String> = cb.tensor_names().collect();
     let mut tensors = Vec::new();
     for name in &names_a {
-        if !mb.checkpoint.contains(name) {
+        if !cb.contains(name) {
             continue;
         }
-        let (sa, sb) = (ma.checkpoint.shape(name), mb.checkpoint.shape(name));
+        let (sa, sb) = (ca.shape(name), cb.shape(name));
         if sa != sb {
             return Err(Error::ShapeMismatch {
                 name: name.to_string(),
@@ -84,8 +118,8 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&DataSpec>) -> Result<DiffReport> 
             });
         }
         let (ta, tb) = match (
-            ma.checkpoint.load_f32(name, &device),
-            mb.checkpoint.load_f32(name, &device),
+            ca.load_f32(name, &device),
+            cb.load_f32(name, &device),
         ) {
             (Ok(x), Ok(y)) => (x, y),
             // Integer tensors (ids, counters) are compared by bytes only.
@@ -112,26 +146,38 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&DataSpec>) -> Result<DiffReport> 
         });
     }
     tensors.sort_by(|x, y| y.relative_frobenius.total_cmp(&x.relative_frobenius));
-    let only = |xs: &[&String], other: &LoadedModel| -> Vec<String> {
+    let only = |xs: &[&String], other: &Checkpoint| -> Vec<String> {
         xs.iter()
-            .filter(|n| !other.checkpoint.contains(n))
+            .filter(|n| !other.contains(n))
             .map(|n| n.to_string())
             .collect()
     };
-    let outputs = match probe {
-        Some(spec) => Some(output_change(&ma, &mb, spec)?),
-        None => None,
-    };
+    let (mut outputs, mut text_outputs) = (None, None);
+    match probe {
+        Some(Probe::Data(spec)) => {
+            outputs = Some(output_change(
+                &LoadedModel::open(&ca.dir)?,
+                &LoadedModel::open(&cb.dir)?,
+                spec,
+            )?)
+        }
+        Some(Probe::Prompts {
+            file,
+            max_new_tokens,
+        }) => text_outputs = Some(text_output_change(&ca.dir, &cb.dir, file, *max_new_tokens)?),
+        None => {}
+    }
     Ok(DiffReport {
         schema: SCHEMA,
         a: a.display().to_string(),
         b: b.display().to_string(),
         changed_tensors: tensors.iter().filter(|t| t.max_abs_change > 0.0).count(),
-        only_in_a: only(&names_a, &mb),
-        only_in_b: only(&names_b, &ma),
+        only_in_a: only(&names_a, cb),
+        only_in_b: only(&names_b, ca),
         tensors,
         outputs,
-        run: run_curves(&mb.checkpoint.dir.join(crate::pipeline::REPORT_FILE)),
+        text_outputs,
+        run: run_curves(&cb.dir.join(crate::pipeline::REPORT_FILE)),
     })
 }
 
@@ -192,6 +238,72 @@ fn output_change(a: &LoadedModel, b: &LoadedModel, spec: &DataSpec) -> Result<Ou
         top1_flips: flips,
         flip_rate: 100.0 * flips as f64 / n.max(1) as f64,
         per_class_accuracy,
+    })
+}
+
+fn text_output_change(
+    a: &Path,
+    b: &Path,
+    file: &Path,
+    max_new_tokens: usize,
+) -> Result<TextOutputChange> {
+    use crate::text::data::{self, prompt_ids, PromptFormat, TokenBatch};
+    let ma = crate::text_pipeline::TextModelDir::open(a)?;
+    let mb = crate::text_pipeline::TextModelDir::open(b)?;
+    if ma.model.vocab_size() != mb.model.vocab_size() {
+        return Err(Error::Usage(
+            "the two models have different vocabularies; their outputs cannot be compared".into(),
+        ));
+    }
+    let examples = data::read_jsonl(file)?;
+    let format = if ma.tokenizer.has_chat_template() {
+        PromptFormat::Chat
+    } else {
+        PromptFormat::Plain
+    };
+    let (mut kl_sum, mut kl_max, mut tokens) = (0f64, 0f64, 0usize);
+    let mut generations = Vec::new();
+    for ex in &examples {
+        let enc = data::encode(&ma.tokenizer, ex, format)?;
+        let batch = TokenBatch::new(&[&enc], ma.tokenizer.pad_id, &Device::Cpu)?;
+        let lpa = log_softmax(&ma.model.run(&ma.params, &batch.ids, &batch.mask, 1.0)?)?;
+        let lpb = log_softmax(&mb.model.run(&mb.params, &batch.ids, &batch.mask, 1.0)?)?;
+        let kl: Vec<f32> = (lpa.exp()? * (&lpa - &lpb)?)?
+            .sum(2)?
+            .flatten_all()?
+            .to_vec1()?;
+        for k in kl {
+            kl_sum += k as f64;
+            kl_max = kl_max.max(k as f64);
+            tokens += 1;
+        }
+        let (prompt_text, prompt) = match &ex.question {
+            Some(q) => (q.clone(), prompt_ids(&ma.tokenizer, q, format)?),
+            None => (ex.answer.clone(), enc.ids[..enc.ids.len().min(16)].to_vec()),
+        };
+        let generate = |m: &crate::text_pipeline::TextModelDir| -> Result<String> {
+            let ids = m.model.generate_greedy(
+                &m.params,
+                &prompt,
+                max_new_tokens,
+                m.tokenizer.eos_id,
+                &Device::Cpu,
+            )?;
+            Ok(m.tokenizer.decode(&ids)?.trim().to_string())
+        };
+        generations.push(GenerationPair {
+            prompt: prompt_text,
+            a: generate(&ma)?,
+            b: generate(&mb)?,
+        });
+    }
+    Ok(TextOutputChange {
+        probe: file.display().to_string(),
+        prompts: examples.len(),
+        mean_kl: kl_sum / tokens.max(1) as f64,
+        max_kl: kl_max,
+        changed_generations: generations.iter().filter(|g| g.a != g.b).count(),
+        generations,
     })
 }
 

@@ -303,6 +303,13 @@ struct DiffArgs {
     data: Option<PathBuf>,
     #[arg(long)]
     test_data: Option<PathBuf>,
+    /// Language models: JSONL probe ({"question", "answer"} or {"text"} per line); both models'
+    /// greedy continuations are shown side by side.
+    #[arg(long, conflicts_with = "data")]
+    prompts: Option<PathBuf>,
+    /// Longest greedy continuation for --prompts.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
     /// Write a self-contained HTML report with plots here.
     #[arg(long)]
     html: Option<PathBuf>,
@@ -534,10 +541,17 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
             finish_unlearn(cli, &job)
         }
         Command::Diff(a) => {
-            let probe = a
-                .data
-                .as_deref()
-                .map(|d| lethe::diff::probe_spec(d, a.test_data.as_deref()));
+            let probe = match (&a.data, &a.prompts) {
+                (Some(d), _) => Some(lethe::diff::Probe::Data(lethe::diff::probe_spec(
+                    d,
+                    a.test_data.as_deref(),
+                ))),
+                (None, Some(p)) => Some(lethe::diff::Probe::Prompts {
+                    file: p.clone(),
+                    max_new_tokens: a.max_new_tokens,
+                }),
+                (None, None) => None,
+            };
             let report = lethe::diff::diff(&a.a, &a.b, probe.as_ref())?;
             if let Some(path) = &a.html {
                 let page = lethe::report::html::diff_page(&report);
@@ -570,6 +584,17 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                     );
                     for c in &o.per_class_accuracy {
                         println!("  {:<16} {:>7.2} % → {:>7.2} %", c.label, c.a, c.b);
+                    }
+                }
+                if let Some(o) = &report.text_outputs {
+                    println!(
+                        "outputs on {} prompts: mean next-token KL {:.4} (largest {:.4}); {} greedy continuations changed",
+                        o.prompts, o.mean_kl, o.max_kl, o.changed_generations
+                    );
+                    for g in &o.generations {
+                        println!("  {}
+    A: {}
+    B: {}", g.prompt, g.a, g.b);
                     }
                 }
                 if let Some(p) = &a.html {

@@ -211,6 +211,29 @@ fn taught_facts_are_forgotten_and_the_rest_kept() {
         json(&out.join("report.json"))["schema"],
         "lethe.text-report.v1"
     );
+
+    // lethe diff shows both models' greedy answers side by side.
+    let html = dir.path().join("diff.html");
+    let o = common::lethe(&[
+        "diff",
+        arg(&taught),
+        arg(&out),
+        "--prompts",
+        arg(&t.join("forget.jsonl")),
+        "--html",
+        arg(&html),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &d["text_outputs"]["generations"];
+    assert_eq!(g.as_array().unwrap().len(), 2);
+    assert_eq!(g[0]["prompt"], "where was arlen born ?");
+    assert_eq!(g[0]["a"], "arlen was born in vellmora .");
+    assert_ne!(g[0]["b"], g[0]["a"]);
+    assert!(d["text_outputs"]["mean_kl"].as_f64().unwrap() > 0.0);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<td>arlen was born in vellmora .</td>"));
 }
 
 /// Runs unlearn-text with `forget` as the forget set on `model`; asserts it fails with

@@ -159,6 +159,27 @@ pub fn diff_page(r: &DiffReport) -> String {
             100.0,
         ));
     }
+    if let Some(o) = &r.text_outputs {
+        outputs.push_str("<h2>Outputs on the probe prompts</h2>");
+        outputs.push_str(&format!(
+            "<p>{} prompts of {}: mean next-token KL(A‖B) {:.4}, largest {:.4}; {} greedy continuations changed.</p>",
+            o.prompts,
+            esc(&o.probe),
+            o.mean_kl,
+            o.max_kl,
+            o.changed_generations
+        ));
+        outputs.push_str("<table class=\"generations\"><tr><th>prompt</th><th>A</th><th>B</th></tr>");
+        for g in &o.generations {
+            outputs.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&g.prompt),
+                esc(&g.a),
+                esc(&g.b)
+            ));
+        }
+        outputs.push_str("</table>");
+    }
     let top: Vec<(String, Vec<f64>)> = r
         .tensors
         .iter()
