@@ -201,3 +201,130 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
         })
         .collect())
 }
+
+/// `lethe bench-text`: LoRA igs steps on a causal LM with synthetic token sequences, for
+/// comparison with the same step in another framework (scripts/bench-vs-pytorch.sh).
+pub struct TextBenchJob {
+    pub model: PathBuf,
+    /// Forget and retain sequences per step (half each).
+    pub batch: usize,
+    pub seq_len: usize,
+    /// Tokens at the end of each sequence that carry the loss (the "answer").
+    pub answer_len: usize,
+    pub lora: crate::unlearn::lora::LoraConfig,
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TextBenchResult {
+    pub step_ms_median: f64,
+    pub step_ms: Vec<f64>,
+    /// Peak resident set of the process (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+    /// Peak heap bytes above the level before the first step, MiB.
+    pub step_peak_heap_mib: f64,
+    pub trainable_parameters: usize,
+}
+
+/// VmHWM of this process, in bytes (0 where /proc is not available).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
+    use crate::text::Encoded;
+    use crate::unlearn::text_task::TextTask;
+    let mut m = crate::text_pipeline::TextModelDir::open(&job.model)?;
+    let half = (job.batch / 2).max(1);
+    let vocab = m.model.vocab_size() as u64;
+    let mut rng = crate::rng::Rng::new(0);
+    let mut sequences = |n: usize| -> Vec<Encoded> {
+        (0..n)
+            .map(|_| Encoded {
+                ids: (0..job.seq_len)
+                    .map(|_| (rng.next_u64() % vocab) as u32)
+                    .collect(),
+                target_start: job.seq_len - job.answer_len.min(job.seq_len - 1),
+            })
+            .collect()
+    };
+    let forget = sequences(half);
+    let retain = sequences(half);
+    let set = crate::unlearn::lora::attach(
+        &mut m.params,
+        &m.model,
+        &job.lora,
+        0,
+        &candle_core::Device::Cpu,
+    )?;
+    let reference = crate::unlearn::text_task::answer_log_probs(
+        &m.model,
+        &m.params,
+        &forget,
+        m.tokenizer.pad_id,
+        job.lora.scale(),
+        half,
+    )?;
+    let task = TextTask {
+        model: &m.model,
+        forget,
+        refusals: Vec::new(),
+        retain,
+        reference_log_probs: reference.iter().map(|r| r.0).collect(),
+        objective: crate::unlearn::ForgetObjective::Npo,
+        npo_beta: 0.1,
+        lora_scale: job.lora.scale(),
+        pad_id: m.tokenizer.pad_id,
+        device: candle_core::Device::Cpu,
+    };
+    let cfg = UnlearnConfig {
+        method: MethodKind::Igs,
+        objective: crate::unlearn::ForgetObjective::Npo,
+        held_out_loss: 0.0,
+        loss_form: crate::unlearn::LossForm::Log,
+        dual_update: crate::unlearn::DualUpdate::Projected,
+        fast: false,
+        epsilon: 0.0,
+        beta: 1.0,
+        lambda0: 1.0,
+        optimizer: crate::unlearn::OptimizerKind::adamw(0.0),
+        lr: 1e-4,
+        epochs: 1,
+        steps: None,
+        batch_size: half,
+        forget_batch_size: None,
+        seed: 0,
+    };
+    let mut method = unlearn::make_method(&cfg);
+    let mut optimizer = Optimizer::new(cfg.optimizer, cfg.lr, set.vars.len());
+    let ids: Vec<usize> = (0..half).collect();
+    let batch = task.step_batch(&m.params, &ids, &ids)?;
+    for _ in 0..job.warmup {
+        method.step(batch.as_ref(), &set.vars, &mut optimizer)?;
+    }
+    let live_before = reset_peak();
+    let mut times = Vec::with_capacity(job.steps);
+    for _ in 0..job.steps.max(1) {
+        let start = Instant::now();
+        method.step(batch.as_ref(), &set.vars, &mut optimizer)?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let step_peak = peak().saturating_sub(live_before);
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    Ok(TextBenchResult {
+        step_ms_median: sorted[sorted.len() / 2],
+        step_ms: times,
+        peak_rss_mib: peak_rss_bytes() as f64 / (1024.0 * 1024.0),
+        step_peak_heap_mib: step_peak as f64 / (1024.0 * 1024.0),
+        trainable_parameters: set.num_elements(),
+    })
+}

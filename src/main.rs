@@ -55,6 +55,8 @@ enum Command {
     UnlearnText(text_cli::UnlearnTextArgs),
     /// Fine-tune a causal language model on JSONL question/answer data (e.g. to teach it facts).
     TrainText(text_cli::TrainTextArgs),
+    /// Time LoRA igs steps of a causal LM on synthetic sequences (scripts/bench-vs-pytorch.sh).
+    BenchText(BenchTextArgs),
     /// Convert a GGUF file (llama.cpp) into a Hugging Face-layout checkpoint lethe can edit.
     Convert(ConvertArgs),
     /// What changed between two models: per tensor, and in their outputs on a probe set.
@@ -460,6 +462,30 @@ struct BenchArgs {
     rounds: usize,
 }
 
+#[derive(Args)]
+struct BenchTextArgs {
+    /// A causal LM checkpoint directory.
+    model: PathBuf,
+    /// Sequences per step: half forget, half retain.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Tokens at the end of each sequence that carry the loss.
+    #[arg(long, default_value_t = 32)]
+    answer_len: usize,
+    #[arg(long, default_value_t = 8)]
+    lora_rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+    lora_targets: Vec<String>,
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+}
+
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -649,6 +675,34 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                     r.examples,
                     r.run.steps,
                     r.run.wall_seconds,
+                    r.trainable_parameters
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchText(a) => {
+            let r = bench::run_text(&bench::TextBenchJob {
+                model: a.model.clone(),
+                batch: a.batch,
+                seq_len: a.seq_len,
+                answer_len: a.answer_len,
+                lora: lethe::unlearn::lora::LoraConfig {
+                    rank: a.lora_rank,
+                    alpha: a.lora_alpha,
+                    targets: a.lora_targets.clone(),
+                    layers: None,
+                },
+                steps: a.steps,
+                warmup: a.warmup,
+            })?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "igs LoRA step: median {:.0} ms over {} steps; peak RSS {:.0} MiB; {} trainable parameters",
+                    r.step_ms_median,
+                    r.step_ms.len(),
+                    r.peak_rss_mib,
                     r.trainable_parameters
                 );
             }
