@@ -36,6 +36,15 @@ pub fn config_json(bytes: &[u8]) {
     if let Ok(classifier) = crate::arch::Classifier::from_config(&value) {
         let _ = classifier.param_specs();
     }
+    if let Ok(text) = crate::arch::text::TextModel::from_config(&value, &|_| false) {
+        let _ = text.param_specs();
+        let _ = text.linear_modules();
+    }
+}
+
+/// A JSONL file of question/answer pairs or documents.
+pub fn text_data(bytes: &[u8]) {
+    let _ = crate::text::data::parse_jsonl(Path::new(NAME), bytes);
 }
 
 /// Data files: the first byte picks IDX labels + images (the second byte is the length of the

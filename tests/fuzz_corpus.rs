@@ -26,6 +26,7 @@ fn every_corpus_input_is_handled_without_a_panic() {
     assert!(replay("data_file", data_file) > 0);
     assert!(replay("job_file", job_file) > 0);
     assert!(replay("gguf_file", gguf_file) > 0);
+    assert!(replay("text_data", text_data) > 0);
 }
 
 #[test]
@@ -45,4 +46,11 @@ fn the_seed_inputs_are_valid() {
     let gguf = std::fs::read(corpus.join("gguf_file/tiny.gguf")).unwrap();
     let g = lethe::gguf::Gguf::parse(Path::new("tiny.gguf"), gguf).unwrap();
     assert_eq!(g.tensors.len(), 2);
+    let facts = std::fs::read(corpus.join("text_data/facts.jsonl")).unwrap();
+    let parsed = lethe::text::data::parse_jsonl(Path::new("facts.jsonl"), &facts).unwrap();
+    assert_eq!(parsed.len(), 3);
+    let llama: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(corpus.join("config_json/llama.json")).unwrap())
+            .unwrap();
+    assert!(lethe::arch::text::TextModel::from_config(&llama, &|_| true).is_ok());
 }

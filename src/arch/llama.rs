@@ -45,9 +45,9 @@ impl Llama {
             Some(Value::Null) | None => hidden / heads,
             Some(_) => usize_field(c, "head_dim", None)?,
         };
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1 << 16 {
             return Err(Error::Config(format!(
-                "head dimension {head_dim} must be even and positive for rotary embeddings"
+                "head dimension {head_dim} must be even, positive and at most 65536 for rotary embeddings"
             )));
         }
         let qwen = model_type == "qwen2";

@@ -59,10 +59,48 @@ impl TextModel {
                 })
             }
         };
-        Ok(TextModel {
+        let model = TextModel {
             model_type: model_type.to_string(),
             arch,
-        })
+        };
+        model.check_sizes()?;
+        Ok(model)
+    }
+
+    /// Refuses sizes no real model has, before anything is allocated from them.
+    fn check_sizes(&self) -> Result<()> {
+        let (layers, widths): (usize, Vec<usize>) = match &self.arch {
+            TextArch::Llama(m) => (
+                m.layers,
+                vec![
+                    m.hidden,
+                    m.intermediate,
+                    m.vocab,
+                    m.heads.heads.saturating_mul(m.heads.head_dim),
+                ],
+            ),
+            TextArch::Gpt2(m) => (m.layers, vec![m.hidden, m.inner, m.vocab]),
+            TextArch::Bert(m) => (m.layers, vec![m.hidden, m.intermediate, m.vocab]),
+        };
+        const MAX_LAYERS: usize = 1024;
+        const MAX_WIDTH: usize = 1 << 24;
+        if layers == 0 || layers > MAX_LAYERS {
+            return Err(Error::Config(format!(
+                "{layers} layers: lethe takes 1 to {MAX_LAYERS}"
+            )));
+        }
+        if let Some(w) = widths.iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
+            return Err(Error::Config(format!(
+                "a dimension of {w}: lethe takes 1 to {MAX_WIDTH}"
+            )));
+        }
+        if self.max_positions() == 0 || self.max_positions() > MAX_WIDTH {
+            return Err(Error::Config(format!(
+                "max_position_embeddings {} is out of range",
+                self.max_positions()
+            )));
+        }
+        Ok(())
     }
 
     pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<TextModel> {
