@@ -53,6 +53,8 @@ enum Command {
     /// Unlearn question/answer facts from a causal language model (LoRA or selected layers),
     /// export merged safetensors, a PEFT adapter and ONNX, verify and report.
     UnlearnText(text_cli::UnlearnTextArgs),
+    /// Measure a causal language model on forget and retain question/answer sets.
+    EvalText(text_cli::EvalTextArgs),
     /// Fine-tune a causal language model on JSONL question/answer data (e.g. to teach it facts).
     TrainText(text_cli::TrainTextArgs),
     /// Time LoRA igs steps of a causal LM on synthetic sequences (scripts/bench-vs-pytorch.sh).
@@ -661,6 +663,26 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
             } else {
                 ExitCode::from(EXIT_GATE)
             })
+        }
+        Command::EvalText(a) => {
+            let m = lethe::text_pipeline::eval_text(
+                &a.model,
+                &a.forget_set,
+                &a.retain_set,
+                a.eval_text.as_deref(),
+                a.prompt_format,
+                &lethe::text_pipeline::MeasureSettings {
+                    max_new_tokens: a.max_new_tokens,
+                    perplexity_tokens: a.perplexity_tokens,
+                    progress,
+                },
+            )?;
+            if cli.json {
+                print_json(&m);
+            } else {
+                print!("{}", text_cli::render_metrics(&m));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::TrainText(a) => {
             let r = lethe::text_pipeline::train_text(&a.job(progress)?)?;

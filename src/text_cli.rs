@@ -2,7 +2,9 @@
 
 use clap::{Args, ValueEnum};
 use lethe::text::PromptFormat;
-use lethe::text_pipeline::{TextGates, TextReport, TextTrainJob, TextTrainable, TextUnlearnJob};
+use lethe::text_pipeline::{
+    TextGates, TextMetrics, TextReport, TextTrainJob, TextTrainable, TextUnlearnJob,
+};
 use lethe::unlearn::lora::LoraConfig;
 use lethe::unlearn::{
     DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
@@ -413,6 +415,42 @@ pub fn render(r: &TextReport) -> String {
     }
     if let Some(o) = &r.outputs {
         s.push_str(&format!("outputs: {o}\n"));
+    }
+    s
+}
+
+#[derive(Args)]
+pub struct EvalTextArgs {
+    /// A causal LM checkpoint directory or hub id.
+    pub model: PathBuf,
+    #[arg(long)]
+    pub forget_set: PathBuf,
+    #[arg(long)]
+    pub retain_set: PathBuf,
+    /// Held-out text for perplexity.
+    #[arg(long)]
+    pub eval_text: Option<PathBuf>,
+    #[arg(long, default_value_t = 2048)]
+    pub perplexity_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    #[arg(long, value_enum)]
+    pub prompt_format: Option<PromptFormat>,
+}
+
+/// The terminal table of `lethe eval-text`.
+pub fn render_metrics(m: &TextMetrics) -> String {
+    let mut s = format!("{:<10} {:>10} {:>10} {:>10}\n", "set", "ROUGE-L %", "prob %", "NLL");
+    for (name, x) in [("forget", &m.forget), ("retain", &m.retain)] {
+        s.push_str(&format!(
+            "{name:<10} {:>10} {:>10} {:>10.3}\n",
+            pct(x.rouge_l),
+            pct(x.probability),
+            x.nll
+        ));
+    }
+    if let Some(p) = m.perplexity {
+        s.push_str(&format!("perplexity {p:.2}\n"));
     }
     s
 }

@@ -341,14 +341,21 @@ pub struct TextUnlearnJob {
     pub resume: bool,
 }
 
+/// How the metrics are taken.
+#[derive(Clone, Copy, Debug)]
+pub struct MeasureSettings {
+    pub max_new_tokens: usize,
+    pub perplexity_tokens: usize,
+    pub progress: bool,
+}
+
 /// Metrics of `params` on the sets: answer probability and NLL, greedy ROUGE-L, perplexity.
-#[allow(clippy::too_many_arguments)]
 fn measure(
     m: &TextModelDir,
     params: &Params,
     sets: (&[TextExample], &[Encoded], &[TextExample], &[Encoded]),
     eval_text: Option<&str>,
-    job: &TextUnlearnJob,
+    job: &MeasureSettings,
     format: PromptFormat,
     label: &str,
 ) -> Result<(TextMetrics, Vec<Answered>, Vec<Answered>)> {
@@ -451,12 +458,17 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
         retain_ex.as_slice(),
         retain_enc.as_slice(),
     );
+    let settings = MeasureSettings {
+        max_new_tokens: job.max_new_tokens,
+        perplexity_tokens: job.perplexity_tokens,
+        progress: job.progress,
+    };
     let (before, forget_before, retain_before) = measure(
         &m,
         &m.params,
         sets,
         eval_text.as_deref(),
-        job,
+        &settings,
         format,
         "before",
     )?;
@@ -534,7 +546,7 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
         &merged_params,
         sets,
         eval_text.as_deref(),
-        job,
+        &settings,
         format,
         "after",
     )?;
@@ -717,4 +729,29 @@ pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
     )?;
     output.commit()?;
     Ok(report)
+}
+
+/// `lethe eval-text`: the text metrics of a model on forget and retain sets (and perplexity).
+pub fn eval_text(
+    model: &Path,
+    forget_set: &Path,
+    retain_set: &Path,
+    eval_text: Option<&Path>,
+    prompt_format: Option<PromptFormat>,
+    settings: &MeasureSettings,
+) -> Result<TextMetrics> {
+    let m = TextModelDir::open(model)?;
+    let forget_ex = data::read_jsonl(forget_set)?;
+    let retain_ex = data::read_jsonl(retain_set)?;
+    let text = eval_text.map(read_eval_text).transpose()?;
+    let format = m.prompt_format(prompt_format);
+    let forget_enc = m.encode_all(&forget_ex, format)?;
+    let retain_enc = m.encode_all(&retain_ex, format)?;
+    let sets = (
+        forget_ex.as_slice(),
+        forget_enc.as_slice(),
+        retain_ex.as_slice(),
+        retain_enc.as_slice(),
+    );
+    Ok(measure(&m, &m.params, sets, text.as_deref(), settings, format, "measuring")?.0)
 }

@@ -61,7 +61,7 @@ impl Ops for Eager<'_> {
 
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (ra, rb) = (a.rank(), b.rank());
-        if rb == 2 && ra > 2 {
+        if rb == 2 && ra >= 2 {
             // x [.., K] · W [K, N]: one large matrix product over the flattened rows.
             let dims = a.dims().to_vec();
             let rows: usize = dims[..ra - 1].iter().product();
@@ -142,9 +142,8 @@ impl Ops for Eager<'_> {
     }
 
     fn silu(&mut self, a: &Tensor) -> Result<Tensor> {
-        // x·σ(x) from primitives, each with a backward.
-        let sigmoid = (a.neg()?.exp()? + 1.0)?.recip()?;
-        Ok((a * sigmoid)?)
+        // candle's fused SiLU has a backward and keeps one tensor for it, not four.
+        Ok(a.silu()?)
     }
 
     fn gelu(&mut self, a: &Tensor, exact: bool) -> Result<Tensor> {
