@@ -117,10 +117,7 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
                 found: sb.unwrap_or_default().to_vec(),
             });
         }
-        let (ta, tb) = match (
-            ca.load_f32(name, &device),
-            cb.load_f32(name, &device),
-        ) {
+        let (ta, tb) = match (ca.load_f32(name, &device), cb.load_f32(name, &device)) {
             (Ok(x), Ok(y)) => (x, y),
             // Integer tensors (ids, counters) are compared by bytes only.
             _ => continue,

@@ -21,6 +21,8 @@ pub const RESOLVED_FILE: &str = "job.resolved.toml";
 pub struct JobFile {
     pub model: ModelSection,
     pub data: DataSection,
+    /// Classifiers: which samples to forget (text jobs name a forget set under [data]).
+    #[serde(default, skip_serializing_if = "ForgetSection::is_empty")]
     pub forget: ForgetSection,
     #[serde(default)]
     pub trainable: TrainableSection,
@@ -48,13 +50,18 @@ pub struct ModelSection {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    pub train: PathBuf,
+    /// Classifiers: the training data (and optionally the test data).
+    pub train: Option<PathBuf>,
     pub test: Option<PathBuf>,
     pub holdout: Option<f64>,
     pub holdout_seed: Option<u64>,
+    /// Language models: JSONL question/answer sets, and held-out text for perplexity.
+    pub forget_set: Option<PathBuf>,
+    pub retain_set: Option<PathBuf>,
+    pub eval_text: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ForgetSection {
     pub class: Option<String>,
@@ -68,6 +75,14 @@ pub struct ForgetSection {
 pub struct TrainableSection {
     pub train: Option<Vec<String>>,
     pub freeze: Option<Vec<String>>,
+    /// Language models: LoRA adapters (rank 0: train the weights chosen by `train`).
+    pub lora_rank: Option<usize>,
+    pub lora_alpha: Option<f64>,
+    pub lora_targets: Option<Vec<String>>,
+    /// Inclusive layer range [first, last].
+    pub lora_layers: Option<[usize; 2]>,
+    /// Start from this PEFT adapter directory.
+    pub adapter: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -81,6 +96,10 @@ pub struct MethodSection {
     pub epsilon: Option<f64>,
     pub beta: Option<f64>,
     pub lambda0: Option<f64>,
+    /// Language models: NPO's β, the refusal answer, the prompt layout.
+    pub npo_beta: Option<f64>,
+    pub refusal: Option<String>,
+    pub prompt_format: Option<crate::text::PromptFormat>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
@@ -126,6 +145,10 @@ pub struct GatesSection {
     pub min_mia: Option<f64>,
     pub max_gap: Option<f64>,
     pub reference: Option<PathBuf>,
+    /// Language models (docs/text.md).
+    pub max_forget_rouge: Option<f64>,
+    pub max_retain_rouge_drop: Option<f64>,
+    pub max_perplexity_rise: Option<f64>,
 }
 
 /// What a resolved job was made from.
@@ -135,6 +158,12 @@ pub struct Provenance {
     pub lethe_version: String,
     /// Input file → "sha256:<hex>".
     pub inputs: BTreeMap<String, String>,
+}
+
+impl ForgetSection {
+    fn is_empty(&self) -> bool {
+        *self == ForgetSection::default()
+    }
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -173,8 +202,12 @@ impl JobFile {
         if !is_hub_id {
             fix(&mut self.model.source);
         }
-        fix(&mut self.data.train);
+        self.data.train.iter_mut().for_each(fix);
         self.data.test.iter_mut().for_each(fix);
+        self.data.forget_set.iter_mut().for_each(fix);
+        self.data.retain_set.iter_mut().for_each(fix);
+        self.data.eval_text.iter_mut().for_each(fix);
+        self.trainable.adapter.iter_mut().for_each(fix);
         self.forget.indices.iter_mut().for_each(fix);
         fix(&mut self.output.dir);
         self.output.onnxruntime.iter_mut().for_each(fix);
@@ -197,8 +230,22 @@ impl JobFile {
         }
     }
 
+    /// A language-model job: it names forget and retain sets under [data].
+    pub fn is_text(&self) -> bool {
+        self.data.forget_set.is_some() || self.data.retain_set.is_some()
+    }
+
     /// The same job with every default written out.
     pub fn resolved(&self, path: &Path) -> Result<JobFile> {
+        if self.is_text() {
+            return self.resolved_text(path);
+        }
+        if self.data.train.is_none() {
+            return Err(bad(
+                path,
+                "[data] needs train (a classifier's data) or forget_set and retain_set (a language model's)",
+            ));
+        }
         let forget = self.forget_spec(path)?;
         let mut r = self.clone();
         r.data.holdout.get_or_insert(defaults::HOLDOUT);
@@ -237,25 +284,159 @@ impl JobFile {
         Ok(r)
     }
 
-    /// The pipeline job this file describes (after [`JobFile::resolved`]).
-    pub fn to_unlearn_job(&self, path: &Path, progress: bool) -> Result<UnlearnJob> {
-        let r = self.resolved(path)?;
-        let forget = r.forget_spec(path)?;
-        let (m, o, s) = (&r.method, &r.optimizer, &r.schedule);
-        let optimizer = match o.kind.expect("resolved") {
+    fn resolved_text(&self, path: &Path) -> Result<JobFile> {
+        if self.data.forget_set.is_none() || self.data.retain_set.is_none() {
+            return Err(bad(path, "[data] needs both forget_set and retain_set"));
+        }
+        if self.data.train.is_some() || self.forget != ForgetSection::default() {
+            return Err(bad(
+                path,
+                "a language-model job names its data as forget_set and retain_set, not train or [forget]",
+            ));
+        }
+        let mut r = self.clone();
+        let t = &mut r.trainable;
+        if t.adapter.is_none() {
+            let rank = *t.lora_rank.get_or_insert(8);
+            if rank > 0 {
+                t.lora_alpha.get_or_insert(2.0 * rank as f64);
+                t.lora_targets
+                    .get_or_insert_with(|| vec!["q_proj".into(), "v_proj".into()]);
+            } else if t.train.is_none() {
+                return Err(bad(path, "lora_rank = 0 needs [trainable] train"));
+            }
+        }
+        let m = &mut r.method;
+        m.name.get_or_insert(MethodKind::Igs);
+        m.objective.get_or_insert(ForgetObjective::Npo);
+        m.loss_form.get_or_insert(LossForm::Log);
+        m.dual_update.get_or_insert(DualUpdate::Projected);
+        m.fast.get_or_insert(false);
+        m.epsilon.get_or_insert(0.0);
+        m.beta.get_or_insert(1.0);
+        m.lambda0.get_or_insert(1.0);
+        m.npo_beta.get_or_insert(0.1);
+        m.refusal.get_or_insert_with(|| "I don't know.".into());
+        let o = &mut r.optimizer;
+        let kind = *o.kind.get_or_insert(OptimizerName::Adamw);
+        o.lr.get_or_insert(1e-3);
+        if kind == OptimizerName::Sgd {
+            o.momentum.get_or_insert(defaults::MOMENTUM);
+        }
+        o.weight_decay.get_or_insert(0.0);
+        let s = &mut r.schedule;
+        if s.steps.is_none() {
+            s.epochs.get_or_insert(5);
+        }
+        s.batch_size.get_or_insert(8);
+        s.seed.get_or_insert(0);
+        r.output.overwrite.get_or_insert(false);
+        r.output.verify.get_or_insert(true);
+        Ok(r)
+    }
+
+    fn optimizer_kind(&self) -> OptimizerKind {
+        let o = &self.optimizer;
+        match o.kind.expect("resolved") {
             OptimizerName::Sgd => OptimizerKind::Sgd {
                 momentum: o.momentum.expect("resolved"),
                 weight_decay: o.weight_decay.expect("resolved"),
             },
             OptimizerName::Adamw => OptimizerKind::adamw(o.weight_decay.expect("resolved")),
+        }
+    }
+
+    fn unlearn_config(&self) -> UnlearnConfig {
+        let (m, o, s) = (&self.method, &self.optimizer, &self.schedule);
+        UnlearnConfig {
+            method: m.name.expect("resolved"),
+            objective: m.objective.expect("resolved"),
+            held_out_loss: f32::NAN,
+            loss_form: m.loss_form.expect("resolved"),
+            dual_update: m.dual_update.expect("resolved"),
+            fast: m.fast.expect("resolved"),
+            epsilon: m.epsilon.expect("resolved"),
+            beta: m.beta.expect("resolved"),
+            lambda0: m.lambda0.expect("resolved"),
+            optimizer: self.optimizer_kind(),
+            lr: o.lr.expect("resolved"),
+            epochs: s.epochs.unwrap_or(0),
+            steps: s.steps,
+            batch_size: s.batch_size.expect("resolved"),
+            forget_batch_size: s.forget_batch_size,
+            seed: s.seed.expect("resolved"),
+        }
+    }
+
+    /// The language-model job this file describes.
+    pub fn to_text_job(
+        &self,
+        path: &Path,
+        progress: bool,
+    ) -> Result<crate::text_pipeline::TextUnlearnJob> {
+        use crate::text_pipeline::{TextGates, TextTrainable, TextUnlearnJob};
+        let r = self.resolved(path)?;
+        if !r.is_text() {
+            return Err(bad(path, "not a language-model job"));
+        }
+        let t = &r.trainable;
+        let trainable = match (&t.adapter, t.lora_rank) {
+            (Some(dir), _) => TextTrainable::Adapter(dir.clone()),
+            (None, Some(0)) => TextTrainable::Weights {
+                train: t.train.clone().unwrap_or_default(),
+                freeze: t.freeze.clone().unwrap_or_default(),
+            },
+            (None, rank) => TextTrainable::Lora(crate::unlearn::lora::LoraConfig {
+                rank: rank.expect("resolved"),
+                alpha: t.lora_alpha.expect("resolved"),
+                targets: t.lora_targets.clone().expect("resolved"),
+                layers: t.lora_layers.map(|[a, b]| (a, b)),
+            }),
         };
+        let m = &r.method;
+        Ok(TextUnlearnJob {
+            model: r.model.source.clone(),
+            forget_set: r.data.forget_set.clone().expect("resolved"),
+            retain_set: r.data.retain_set.clone().expect("resolved"),
+            eval_text: r.data.eval_text.clone(),
+            trainable,
+            config: r.unlearn_config(),
+            npo_beta: m.npo_beta.expect("resolved"),
+            refusal: m.refusal.clone().expect("resolved"),
+            prompt_format: m.prompt_format,
+            max_new_tokens: 32,
+            perplexity_tokens: 2048,
+            samples: 3,
+            gates: TextGates {
+                max_forget_rouge: r.gates.max_forget_rouge,
+                max_retain_rouge_drop: r.gates.max_retain_rouge_drop,
+                max_perplexity_rise: r.gates.max_perplexity_rise,
+            },
+            out: Some(r.output.dir.clone()),
+            overwrite: r.output.overwrite.expect("resolved"),
+            verify: r.output.verify.expect("resolved"),
+            onnxruntime: r.output.onnxruntime.clone(),
+            progress,
+            checkpoint_every: None,
+            resume: false,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// The pipeline job this file describes (after [`JobFile::resolved`]).
+    pub fn to_unlearn_job(&self, path: &Path, progress: bool) -> Result<UnlearnJob> {
+        let r = self.resolved(path)?;
+        if r.is_text() {
+            return Err(bad(path, "a language-model job (see to_text_job)"));
+        }
+        let forget = r.forget_spec(path)?;
         if r.gates.max_gap.is_some() && r.gates.reference.is_none() {
             return Err(bad(path, "[gates] max_gap needs a reference model"));
         }
         Ok(UnlearnJob {
             model: r.model.source.clone(),
             data: DataSpec {
-                train: r.data.train.clone(),
+                train: r.data.train.clone().expect("resolved"),
                 test: r.data.test.clone(),
                 holdout: r.data.holdout.expect("resolved"),
                 seed: r.data.holdout_seed.expect("resolved"),
@@ -263,24 +444,7 @@ impl JobFile {
             forget,
             train_patterns: r.trainable.train.clone().expect("resolved"),
             freeze_patterns: r.trainable.freeze.clone().expect("resolved"),
-            config: UnlearnConfig {
-                method: m.name.expect("resolved"),
-                objective: m.objective.expect("resolved"),
-                held_out_loss: f32::NAN,
-                loss_form: m.loss_form.expect("resolved"),
-                dual_update: m.dual_update.expect("resolved"),
-                fast: m.fast.expect("resolved"),
-                epsilon: m.epsilon.expect("resolved"),
-                beta: m.beta.expect("resolved"),
-                lambda0: m.lambda0.expect("resolved"),
-                optimizer,
-                lr: o.lr.expect("resolved"),
-                epochs: s.epochs.unwrap_or(0),
-                steps: s.steps,
-                batch_size: s.batch_size.expect("resolved"),
-                forget_batch_size: s.forget_batch_size,
-                seed: s.seed.expect("resolved"),
-            },
+            config: r.unlearn_config(),
             out: Some(r.output.dir.clone()),
             overwrite: r.output.overwrite.expect("resolved"),
             reference: r.gates.reference.clone(),
@@ -303,8 +467,12 @@ impl JobFile {
     pub fn input_files(&self) -> Result<Vec<PathBuf>> {
         let model_dir = crate::hub::resolve_model(&self.model.source, false)?;
         let mut files = files_under(&model_dir)?;
-        let mut data = vec![self.data.train.clone()];
+        let mut data: Vec<PathBuf> = self.data.train.iter().cloned().collect();
         data.extend(self.data.test.clone());
+        data.extend(self.data.forget_set.clone());
+        data.extend(self.data.retain_set.clone());
+        data.extend(self.data.eval_text.clone());
+        data.extend(self.trainable.adapter.clone());
         data.extend(self.forget.indices.clone());
         data.extend(self.gates.reference.clone());
         for d in data {

@@ -620,9 +620,12 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                         o.prompts, o.mean_kl, o.max_kl, o.changed_generations
                     );
                     for g in &o.generations {
-                        println!("  {}
+                        println!(
+                            "  {}
     A: {}
-    B: {}", g.prompt, g.a, g.b);
+    B: {}",
+                            g.prompt, g.a, g.b
+                        );
                     }
                 }
                 if let Some(p) = &a.html {
@@ -770,6 +773,29 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
                     std::path::absolute(out).map_err(|e| lethe::Error::io(out, e))?;
             }
             resolved.provenance = Some(resolved.provenance()?);
+            if resolved.is_text() {
+                let mut job = resolved.to_text_job(&a.job, progress)?;
+                if a.dry_run {
+                    lethe::text_pipeline::TextModelDir::open(&job.model)?;
+                    print!("{}", resolved.to_toml());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                job.attachments.push((
+                    job::RESOLVED_FILE.to_string(),
+                    resolved.to_toml().into_bytes(),
+                ));
+                let report = lethe::text_pipeline::unlearn_text(&job)?;
+                if cli.json {
+                    print_json(&report);
+                } else if !cli.quiet {
+                    print!("{}", text_cli::render(&report));
+                }
+                return Ok(if report.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_GATE)
+                });
+            }
             let mut job = resolved.to_unlearn_job(&a.job, progress)?;
             if a.dry_run {
                 // Opening the model checks config, weights and architecture without running.

@@ -256,6 +256,7 @@ impl UnlearnTextArgs {
             progress,
             checkpoint_every: self.checkpoint_every,
             resume: self.resume,
+            attachments: Vec::new(),
         })
     }
 }
@@ -440,7 +441,10 @@ pub struct EvalTextArgs {
 
 /// The terminal table of `lethe eval-text`.
 pub fn render_metrics(m: &TextMetrics) -> String {
-    let mut s = format!("{:<10} {:>10} {:>10} {:>10}\n", "set", "ROUGE-L %", "prob %", "NLL");
+    let mut s = format!(
+        "{:<10} {:>10} {:>10} {:>10}\n",
+        "set", "ROUGE-L %", "prob %", "NLL"
+    );
     for (name, x) in [("forget", &m.forget), ("retain", &m.retain)] {
         s.push_str(&format!(
             "{name:<10} {:>10} {:>10} {:>10.3}\n",

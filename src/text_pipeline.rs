@@ -339,6 +339,8 @@ pub struct TextUnlearnJob {
     pub progress: bool,
     pub checkpoint_every: Option<usize>,
     pub resume: bool,
+    /// Further files to write into the output directory (name, contents).
+    pub attachments: Vec<(String, Vec<u8>)>,
 }
 
 /// How the metrics are taken.
@@ -623,6 +625,9 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
     if let Some(output) = output {
         let json = serde_json::to_vec_pretty(&report).expect("report serialises");
         output.write_file(REPORT_FILE, &json)?;
+        for (name, bytes) in &job.attachments {
+            output.write_file(name, bytes)?;
+        }
         output.commit()?;
         if let Some(dir) = &control.state_dir {
             let _ = std::fs::remove_dir_all(dir);
@@ -753,5 +758,14 @@ pub fn eval_text(
         retain_ex.as_slice(),
         retain_enc.as_slice(),
     );
-    Ok(measure(&m, &m.params, sets, text.as_deref(), settings, format, "measuring")?.0)
+    Ok(measure(
+        &m,
+        &m.params,
+        sets,
+        text.as_deref(),
+        settings,
+        format,
+        "measuring",
+    )?
+    .0)
 }

@@ -150,3 +150,66 @@ fn a_resolved_job_refuses_inputs_that_changed() {
         stderr(&o)
     );
 }
+
+/// The documented language-model job, with its output moved into `dir` and `extra` appended.
+fn text_job_in(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("{ROOT}/docs/forget-facts.toml")).unwrap();
+    let text = text.replace("\"../", &format!("\"{ROOT}/")).replace(
+        &format!("dir = \"{ROOT}/target/jobs/forget-facts\""),
+        &format!("dir = \"{}\"", dir.join("out").display()),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+#[test]
+fn a_language_model_job_runs_gates_and_repeats_bit_for_bit() {
+    let d = tempfile::tempdir().unwrap();
+    let job = text_job_in(d.path(), "");
+    let o = lethe(&["run", job.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.path().join("out");
+    let report: serde_json::Value = serde_json::from_slice(&bytes(&out, "report.json")).unwrap();
+    assert_eq!(report["schema"], "lethe.text-report.v1");
+    assert_eq!(report["lora"]["rank"], 4);
+    let resolved = out.join("job.resolved.toml");
+    let text = std::fs::read_to_string(&resolved).unwrap();
+    for key in [
+        "lora_alpha = 8.0",
+        "npo_beta = 0.1",
+        "batch_size = 8",
+        "sha256:",
+    ] {
+        assert!(text.contains(key), "resolved job lacks {key}:\n{text}");
+    }
+    let again = d.path().join("again");
+    let o = lethe(&[
+        "run",
+        resolved.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "model.safetensors",
+        "model.onnx",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ] {
+        assert!(
+            bytes(&out, f) == bytes(&again, f),
+            "{f} differs on the repeated run"
+        );
+    }
+
+    // A gate beyond reach: exit 3, report written.
+    let d = tempfile::tempdir().unwrap();
+    let job = text_job_in(d.path(), "max_forget_rouge = -1.0\n");
+    let o = lethe(&["run", job.to_str().unwrap(), "-q"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&bytes(&d.path().join("out"), "report.json")).unwrap();
+    assert_eq!(report["passed"], false);
+}

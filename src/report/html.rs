@@ -169,7 +169,8 @@ pub fn diff_page(r: &DiffReport) -> String {
             o.max_kl,
             o.changed_generations
         ));
-        outputs.push_str("<table class=\"generations\"><tr><th>prompt</th><th>A</th><th>B</th></tr>");
+        outputs
+            .push_str("<table class=\"generations\"><tr><th>prompt</th><th>A</th><th>B</th></tr>");
         for g in &o.generations {
             outputs.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
