@@ -3,7 +3,22 @@
 
 use std::process::Command;
 
-const COMMANDS: [&str; 6] = ["unlearn", "train", "eval", "verify", "export", "bench"];
+const COMMANDS: [&str; 14] = [
+    "unlearn",
+    "unlearn-text",
+    "run",
+    "train",
+    "train-text",
+    "eval",
+    "eval-text",
+    "verify",
+    "export",
+    "convert",
+    "pull",
+    "diff",
+    "bench",
+    "bench-text",
+];
 
 fn help(args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_lethe"))
