@@ -24,9 +24,9 @@ teach="--lora-rank 16 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_pr
 [ -f "$out/never/report.json" ] || $lethe train-text "$base" --data "$out/facts/retain.jsonl" $teach --out "$out/never" --overwrite
 
 sets=(--forget-set "$out/facts/forget.jsonl" --retain-set "$out/facts/retain.jsonl" --eval-text .lethe/data/sotu-2000s.txt)
-$lethe eval-text "$out/never" "${sets[@]}" --json > "$out/never-metrics.json"
+$lethe eval-text "$out/never" "${sets[@]}" --perplexity-tokens 1024 --json > "$out/never-metrics.json"
 
-budget="--lora-rank 16 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lr 1e-3 --epochs 5 --batch-size 8"
+budget="--perplexity-tokens 1024 --lora-rank 16 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lr 1e-3 --epochs 5 --batch-size 8"
 for method in igs ga graddiff npo; do
   /usr/bin/time -v $lethe unlearn-text "$out/taught" "${sets[@]}" $budget --method "$method" \
     --out "$out/unlearned-$method" --overwrite --json > "$out/$method.json" 2> "$out/$method.time" || true

@@ -201,6 +201,19 @@ fn write_outputs(
     base_name: &str,
 ) -> Result<bool> {
     write_edited(&m.checkpoint, changed, dir)?;
+    // The input's own lethe outputs (an adapter over its base, its ONNX and report) were copied
+    // with its other files; they describe the input, not this model.
+    for stale in [ADAPTER_DIR, export::ONNX_FILE, export::ONNX_DATA_FILE, REPORT_FILE] {
+        let p = dir.join(stale);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| Error::io(&p, e))?;
+    }
     if let Some(cfg) = &sel.lora {
         let adapter = dir.join(ADAPTER_DIR);
         std::fs::create_dir(&adapter).map_err(|e| Error::io(&adapter, e))?;
