@@ -203,7 +203,12 @@ fn write_outputs(
     write_edited(&m.checkpoint, changed, dir)?;
     // The input's own lethe outputs (an adapter over its base, its ONNX and report) were copied
     // with its other files; they describe the input, not this model.
-    for stale in [ADAPTER_DIR, export::ONNX_FILE, export::ONNX_DATA_FILE, REPORT_FILE] {
+    for stale in [
+        ADAPTER_DIR,
+        export::ONNX_FILE,
+        export::ONNX_DATA_FILE,
+        REPORT_FILE,
+    ] {
         let p = dir.join(stale);
         let removed = if p.is_dir() {
             std::fs::remove_dir_all(&p)

@@ -139,6 +139,26 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
     ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(json(&again.join("adapter/adapter_config.json"))["r"], 4);
+
+    // An output used as the next input: its old adapter and ONNX are not carried over.
+    let next = dir.path().join("next");
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(&out),
+        "--forget-set",
+        arg(&t.join("forget.jsonl")),
+        "--retain-set",
+        arg(&t.join("retain.jsonl")),
+        "--lora-rank",
+        "2",
+        "--steps",
+        "1",
+        "--out",
+        arg(&next),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(json(&next.join("adapter/adapter_config.json"))["r"], 2);
 }
 
 #[test]

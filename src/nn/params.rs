@@ -33,6 +33,17 @@ impl Params {
         self.tensors.keys()
     }
 
+    /// The same tensors cut from any gradient graph (they share storage).
+    pub fn detached(&self) -> Params {
+        Params {
+            tensors: self
+                .tensors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.detach()))
+                .collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.tensors.len()
     }

@@ -176,9 +176,9 @@ impl Method for ImplicitSurgery {
         if self.fast {
             self.previous_retain_phi = Some(retain_phi);
         } else {
-            let [after] = losses(batch, [Term::Retain])?;
+            let after = batch.values(&[Term::Retain])?[0];
             forwards += 1;
-            let after = check_finite("the retain loss", scalar(&after)?)?;
+            let after = check_finite("the retain loss", after)?;
             self.dual.update(retain_phi - self.form.apply_f32(after));
         }
         Ok(StepStats {

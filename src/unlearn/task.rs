@@ -33,6 +33,15 @@ impl Term {
 pub trait StepBatch {
     /// The requested terms, computed with one forward pass over just the rows they need.
     fn losses(&self, terms: &[Term]) -> Result<Vec<Tensor>>;
+
+    /// The terms' values only: no gradient graph is kept (readings such as igs's retain loss
+    /// after a step).
+    fn values(&self, terms: &[Term]) -> Result<Vec<f32>> {
+        self.losses(terms)?
+            .iter()
+            .map(|t| Ok(t.to_scalar::<f32>()?))
+            .collect()
+    }
 }
 
 /// A model and its data, handing out the batches of a run.

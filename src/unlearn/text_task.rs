@@ -119,6 +119,23 @@ impl TextBatch<'_> {
 }
 
 impl StepBatch for TextBatch<'_> {
+    fn values(&self, terms: &[Term]) -> Result<Vec<f32>> {
+        // Detached parameters: the forward pass records no graph, so its activations are freed
+        // as it goes (a language model's graph is most of a step's memory).
+        let plain = self.params.detached();
+        let batch = TextBatch {
+            task: self.task,
+            params: &plain,
+            forget: self.forget.clone(),
+            retain: self.retain.clone(),
+        };
+        batch
+            .losses(terms)?
+            .iter()
+            .map(|t| Ok(t.to_scalar::<f32>()?))
+            .collect()
+    }
+
     fn losses(&self, terms: &[Term]) -> Result<Vec<Tensor>> {
         let kinds: Vec<Rows> = terms
             .iter()
