@@ -37,6 +37,6 @@ for method in ["igs", "ga", "graddiff", "npo"]:
               f"{'':>9}{b['perplexity']:>8.2f}{'':>9}{b['forget']['nll']:>11.3f}{b['retain']['nll']:>11.3f}")
         first = False
     print(f"{method:<10}{100 * a['forget']['rouge_l']:>11.1f}{100 * a['retain']['rouge_l']:>11.1f}"
-          f"{100 * (a['retain']['rouge_l'] - b['retain']['rouge_l']):>9.1f}{a['perplexity']:>8.2f}"
-          f"{100 * (a['perplexity'] / b['perplexity'] - 1):>9.1f}{a['forget']['nll']:>11.3f}"
+          f"{100 * (a['retain']['rouge_l'] - b['retain']['rouge_l']):>9.1f}{a['perplexity']:>8.3g}"
+          f"{100 * (a['perplexity'] / b['perplexity'] - 1):>9.3g}{a['forget']['nll']:>11.3f}"
           f"{a['retain']['nll']:>11.3f}{r['run']['wall_seconds']:>10.0f}{rss(method):>13.0f}")
