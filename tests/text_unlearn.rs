@@ -12,6 +12,7 @@ use lethe::unlearn::lora;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat")
@@ -37,6 +38,20 @@ fn bits(t: &Tensor) -> Vec<u32> {
         .collect()
 }
 
+/// `lethe unlearn-text MODEL --forget-set F --retain-set R EXTRA…`
+fn unlearn_text(model: &str, forget: &str, retain: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "unlearn-text",
+        model,
+        "--forget-set",
+        forget,
+        "--retain-set",
+        retain,
+    ];
+    args.extend_from_slice(extra);
+    common::lethe(&args)
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -46,27 +61,26 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let t = tiny();
-    let o = common::lethe(&[
-        "unlearn-text",
+    let o = unlearn_text(
         arg(&t),
-        "--forget-set",
         arg(&t.join("forget.jsonl")),
-        "--retain-set",
         arg(&t.join("retain.jsonl")),
-        "--lora-rank",
-        "4",
-        "--lora-alpha",
-        "8",
-        "--lora-targets",
-        "q_proj,v_proj",
-        "--steps",
-        "5",
-        "--lr",
-        "1e-2",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+        &[
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--lora-targets",
+            "q_proj,v_proj",
+            "--steps",
+            "5",
+            "--lr",
+            "1e-2",
+            "--out",
+            arg(&out),
+            "--quiet",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
 
     // Only the adapted layers' weights change in the merged checkpoint.
@@ -122,41 +136,39 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
 
     // A run can start from the exported adapter.
     let again = dir.path().join("again");
-    let o = common::lethe(&[
-        "unlearn-text",
+    let o = unlearn_text(
         arg(&t),
-        "--forget-set",
         arg(&t.join("forget.jsonl")),
-        "--retain-set",
         arg(&t.join("retain.jsonl")),
-        "--adapter",
-        arg(&adapter),
-        "--steps",
-        "2",
-        "--out",
-        arg(&again),
-        "--quiet",
-    ]);
+        &[
+            "--adapter",
+            arg(&adapter),
+            "--steps",
+            "2",
+            "--out",
+            arg(&again),
+            "--quiet",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(json(&again.join("adapter/adapter_config.json"))["r"], 4);
 
     // An output used as the next input: its old adapter and ONNX are not carried over.
     let next = dir.path().join("next");
-    let o = common::lethe(&[
-        "unlearn-text",
+    let o = unlearn_text(
         arg(&out),
-        "--forget-set",
         arg(&t.join("forget.jsonl")),
-        "--retain-set",
         arg(&t.join("retain.jsonl")),
-        "--lora-rank",
-        "2",
-        "--steps",
-        "1",
-        "--out",
-        arg(&next),
-        "--quiet",
-    ]);
+        &[
+            "--lora-rank",
+            "2",
+            "--steps",
+            "1",
+            "--out",
+            arg(&next),
+            "--quiet",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(json(&next.join("adapter/adapter_config.json"))["r"], 2);
 }
@@ -193,25 +205,24 @@ fn taught_facts_are_forgotten_and_the_rest_kept() {
     );
 
     let out = dir.path().join("unlearned");
-    let o = common::lethe(&[
-        "unlearn-text",
+    let o = unlearn_text(
         arg(&taught),
-        "--forget-set",
         arg(&t.join("forget.jsonl")),
-        "--retain-set",
         arg(&t.join("retain.jsonl")),
-        "--lora-rank",
-        "0",
-        "--train",
-        "*",
-        "--lr",
-        "3e-3",
-        "--epochs",
-        "10",
-        "--out",
-        arg(&out),
-        "--json",
-    ]);
+        &[
+            "--lora-rank",
+            "0",
+            "--train",
+            "*",
+            "--lr",
+            "3e-3",
+            "--epochs",
+            "10",
+            "--out",
+            arg(&out),
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let m = |when: &str, set: &str, what: &str| r[when][set][what].as_f64().unwrap();
@@ -263,19 +274,12 @@ fn refused(model: &Path, forget: &str, needle: &str) {
     let forget_path = dir.path().join("forget.jsonl");
     std::fs::write(&forget_path, forget).unwrap();
     let out = dir.path().join("out");
-    let o = common::lethe(&[
-        "unlearn-text",
+    let o = unlearn_text(
         arg(model),
-        "--forget-set",
         arg(&forget_path),
-        "--retain-set",
         arg(&tiny().join("retain.jsonl")),
-        "--steps",
-        "1",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+        &["--steps", "1", "--out", arg(&out), "--quiet"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
     let err = common::stderr(&o);
     assert!(err.contains(needle), "expected {needle:?} in {err}");

@@ -162,11 +162,7 @@ impl Bert {
             let q = lin(ops, &x, format!("{p}.attention.self.query"))?;
             let k = lin(ops, &x, format!("{p}.attention.self.key"))?;
             let v = lin(ops, &x, format!("{p}.attention.self.value"))?;
-            let q = layout.split_queries(ops, &q)?;
-            let k = layout.split_keys(ops, &k)?;
-            let v = layout.split_keys(ops, &v)?;
-            let a = ops::attention(ops, &q, &k, &v, &bias, layout.head_dim)?;
-            let a = layout.merge(ops, &a)?;
+            let a = layout.attend(ops, i, &q, &k, &v, &bias, None)?;
             let a = lin(ops, &a, format!("{p}.attention.output.dense"))?;
             let a = ops.add(&a, &x)?;
             x = ops::layer_norm(

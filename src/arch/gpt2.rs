@@ -125,9 +125,7 @@ impl Gpt2 {
 
     /// The output head, tied to the token embedding.
     pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
-        let wte = ops.param(&self.name("wte.weight"))?;
-        let w_t = ops.permute(&wte, &[1, 0])?;
-        ops.matmul(hidden, &w_t)
+        ops::project(ops, hidden, &self.name("wte.weight"))
     }
 
     /// The final normed hidden states [B, T, hidden].
@@ -160,12 +158,7 @@ impl Gpt2 {
             let q = ops.narrow_last(&qkv, 0, h)?;
             let k = ops.narrow_last(&qkv, h, h)?;
             let v = ops.narrow_last(&qkv, 2 * h, h)?;
-            let q = layout.split_queries(ops, &q)?;
-            let k = layout.split_keys(ops, &k)?;
-            let v = layout.split_keys(ops, &v)?;
-            let (k, v) = ops.cached_kv(i, &k, &v)?;
-            let a = ops::attention(ops, &q, &k, &v, &bias, layout.head_dim)?;
-            let a = layout.merge(ops, &a)?;
+            let a = layout.attend(ops, i, &q, &k, &v, &bias, None)?;
             let a = lin(ops, &a, format!("{p}.attn.c_proj"))?;
             x = ops.add(&x, &a)?;
             let m = ops::layer_norm(ops, &x, &format!("{p}.ln_2"), self.eps)?;

@@ -187,9 +187,7 @@ impl Llama {
         } else {
             "lm_head.weight"
         };
-        let w = ops.param(name)?;
-        let w_t = ops.permute(&w, &[1, 0])?;
-        ops.matmul(hidden, &w_t)
+        ops::project(ops, hidden, name)
     }
 
     /// The final normed hidden states [B, T, hidden].
@@ -203,8 +201,10 @@ impl Llama {
         let (cos_table, sin_table) = self.rotary_tables()?;
         let cos = ops.constant("rotary.cos", &cos_table)?;
         let sin = ops.constant("rotary.sin", &sin_table)?;
-        let cos = ops.leading_rows(&cos, ids)?;
-        let sin = ops.leading_rows(&sin, ids)?;
+        let rotary = ops::Rotary {
+            cos: ops.leading_rows(&cos, ids)?,
+            sin: ops.leading_rows(&sin, ids)?,
+        };
         let bias = ops.attention_bias(
             mask,
             AttentionPattern::Causal {
@@ -214,7 +214,6 @@ impl Llama {
         let embed = ops.param("model.embed_tokens.weight")?;
         let mut x = ops.gather_rows(&embed, ids)?;
         let heads = self.heads;
-        let d = heads.head_dim;
         let lin = |ops: &mut O, x: &O::T, name: &str| {
             ops::linear(ops, x, name, WeightLayout::OutIn, lora_scale)
         };
@@ -224,14 +223,7 @@ impl Llama {
             let q = lin(ops, &h, &format!("{p}.self_attn.q_proj"))?;
             let k = lin(ops, &h, &format!("{p}.self_attn.k_proj"))?;
             let v = lin(ops, &h, &format!("{p}.self_attn.v_proj"))?;
-            let q = heads.split_queries(ops, &q)?;
-            let k = heads.split_keys(ops, &k)?;
-            let v = heads.split_keys(ops, &v)?;
-            let q = ops::apply_rotary(ops, &q, &cos, &sin, d)?;
-            let k = ops::apply_rotary(ops, &k, &cos, &sin, d)?;
-            let (k, v) = ops.cached_kv(i, &k, &v)?;
-            let a = ops::attention(ops, &q, &k, &v, &bias, d)?;
-            let a = heads.merge(ops, &a)?;
+            let a = heads.attend(ops, i, &q, &k, &v, &bias, Some(&rotary))?;
             let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;
             x = ops.add(&x, &a)?;
             let h = ops::rms_norm(ops, &x, &format!("{p}.post_attention_layernorm"), self.eps)?;

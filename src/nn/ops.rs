@@ -168,6 +168,44 @@ impl HeadLayout {
         let x = ops.permute(x, &[0, 3, 1, 2, 4])?;
         ops.reshape(&x, &[0, 0, -1])
     }
+
+    /// Attention of layer `layer` on projected q, k, v [B, T, ·]: heads split, rotary positions
+    /// applied when given, keys and values extended by the backend's cache, heads merged back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend<O: Ops>(
+        &self,
+        ops: &mut O,
+        layer: usize,
+        q: &O::T,
+        k: &O::T,
+        v: &O::T,
+        bias: &O::T,
+        rotary: Option<&Rotary<O::T>>,
+    ) -> Result<O::T> {
+        let mut q = self.split_queries(ops, q)?;
+        let mut k = self.split_keys(ops, k)?;
+        let v = self.split_keys(ops, v)?;
+        if let Some(r) = rotary {
+            q = apply_rotary(ops, &q, &r.cos, &r.sin, self.head_dim)?;
+            k = apply_rotary(ops, &k, &r.cos, &r.sin, self.head_dim)?;
+        }
+        let (k, v) = ops.cached_kv(layer, &k, &v)?;
+        let a = attention(ops, &q, &k, &v, bias, self.head_dim)?;
+        self.merge(ops, &a)
+    }
+}
+
+/// cos and sin [T, D] of the input's positions.
+pub struct Rotary<T> {
+    pub cos: T,
+    pub sin: T,
+}
+
+/// x · Wᵀ for a weight `name` stored [out, in], without bias: an output head.
+pub fn project<O: Ops>(ops: &mut O, x: &O::T, name: &str) -> Result<O::T> {
+    let w = ops.param(name)?;
+    let w_t = ops.permute(&w, &[1, 0])?;
+    ops.matmul(x, &w_t)
 }
 
 /// Scaled dot-product attention on split heads: softmax(q kᵀ / √D + bias) v.
