@@ -29,10 +29,15 @@ fn gguf_path() -> Option<PathBuf> {
     None
 }
 
-fn quantized_greedy(gguf: &Path, prompt: &[u32]) -> Vec<u32> {
+fn load_quantized(gguf: &Path) -> ModelWeights {
     let mut file = std::fs::File::open(gguf).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-    let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+    ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap()
+}
+
+/// Greedy decoding with candle-transformers; each prompt starts at position 0 with a fresh
+/// cache (index_pos 0 resets it).
+fn quantized_greedy(model: &mut ModelWeights, prompt: &[u32]) -> Vec<u32> {
     let mut out = Vec::new();
     let mut input = prompt.to_vec();
     let mut pos = 0;
@@ -74,6 +79,7 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
     let params = model.load_params(&ckpt, &Device::Cpu).unwrap();
     let tok = TextTokenizer::open(&out, &ckpt.config).unwrap();
 
+    let mut reference_model = load_quantized(&gguf);
     let mut agreed = 0;
     let prompts = [
         "The capital of France is",
@@ -86,7 +92,7 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
         let ours = model
             .generate_greedy(&params, &ids, NEW_TOKENS, None, &Device::Cpu)
             .unwrap();
-        let reference = quantized_greedy(&gguf, &ids);
+        let reference = quantized_greedy(&mut reference_model, &ids);
         eprintln!(
             "{prompt:?}: lethe {:?} / candle-transformers {:?}",
             tok.decode(&ours).unwrap(),

@@ -29,6 +29,9 @@ pub struct Llama {
     pub window: Option<usize>,
     /// Inverse frequencies of the rotary embedding, after any rope scaling.
     pub inv_freq: Vec<f64>,
+    /// cos and sin tables, computed on first use: every forward pass (each decoded token
+    /// included) reads them.
+    rotary: std::sync::OnceLock<(Tensor, Tensor)>,
 }
 
 impl Llama {
@@ -83,6 +86,7 @@ impl Llama {
             mlp_bias: bool_field(c, "mlp_bias", false)?,
             window,
             inv_freq,
+            rotary: std::sync::OnceLock::new(),
         })
     }
 
@@ -150,6 +154,14 @@ impl Llama {
 
     /// cos and sin tables [max_positions, head_dim] in the "rotate half" layout.
     fn rotary_tables(&self) -> Result<(Tensor, Tensor)> {
+        if let Some(t) = self.rotary.get() {
+            return Ok(t.clone());
+        }
+        let tables = self.compute_rotary_tables()?;
+        Ok(self.rotary.get_or_init(|| tables).clone())
+    }
+
+    fn compute_rotary_tables(&self) -> Result<(Tensor, Tensor)> {
         let d = self.heads.head_dim;
         let n = self.max_positions;
         let mut cos = Vec::with_capacity(n * d);

@@ -262,15 +262,6 @@ impl TextModel {
         Ok(out)
     }
 
-    /// Convenience: token ids as rows of equal length, all attended.
-    pub fn run_ids(&self, params: &Params, rows: &[Vec<u32>], device: &Device) -> Result<Tensor> {
-        let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
-        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(flat, (b, t), device)?;
-        let mask = Tensor::ones((b, t), DType::U32, device)?;
-        self.run(params, &ids, &mask, 1.0)
-    }
-
     /// The ONNX model: int64 `input_ids` and `attention_mask` [batch, sequence] →
     /// `logits` [batch, sequence, vocab] (or `last_hidden_state` for encoders).
     pub fn to_onnx(&self, params: &Params, metadata: &[(&str, String)]) -> Result<OnnxModel> {
