@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::UnlearnJob;
 use crate::report::GateSpec;
 use crate::unlearn::{
-    defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
+    defaults, text_defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind,
+    UnlearnConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -309,12 +310,12 @@ impl JobFile {
         let m = &mut r.method;
         m.name.get_or_insert(MethodKind::Igs);
         m.objective.get_or_insert(ForgetObjective::Npo);
-        m.loss_form.get_or_insert(LossForm::Log);
+        m.loss_form.get_or_insert(text_defaults::LOSS_FORM);
         m.dual_update.get_or_insert(DualUpdate::Projected);
         m.fast.get_or_insert(false);
-        m.epsilon.get_or_insert(0.0);
-        m.beta.get_or_insert(1.0);
-        m.lambda0.get_or_insert(1.0);
+        m.epsilon.get_or_insert(text_defaults::EPSILON);
+        m.beta.get_or_insert(text_defaults::BETA);
+        m.lambda0.get_or_insert(text_defaults::LAMBDA0);
         m.npo_beta.get_or_insert(0.1);
         m.refusal.get_or_insert_with(|| "I don't know.".into());
         let o = &mut r.optimizer;

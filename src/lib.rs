@@ -17,6 +17,7 @@ pub mod nn;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod runtime;
 pub mod text;
 pub mod text_pipeline;
 pub mod train;

@@ -492,6 +492,7 @@ struct BenchTextArgs {
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
+    lethe::runtime::tune_for_training();
     let cli = Cli::parse();
     // The first Ctrl-C asks the run to stop at the next step and save its state; a second one
     // ends the process at once (the outputs are still untouched: they are committed last).

@@ -7,7 +7,7 @@ use lethe::text_pipeline::{
 };
 use lethe::unlearn::lora::LoraConfig;
 use lethe::unlearn::{
-    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
+    text_defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind, UnlearnConfig,
 };
 use std::path::PathBuf;
 
@@ -107,22 +107,23 @@ pub struct TextHyperArgs {
     /// The answer the refusal objective teaches.
     #[arg(long, default_value = "I don't know.")]
     pub refusal: String,
-    /// How losses enter the surgery objective [default: log].
-    #[arg(long, value_enum, default_value_t = LossForm::Log)]
+    /// How losses enter the surgery objective.
+    #[arg(long, value_enum, default_value_t = text_defaults::LOSS_FORM)]
     pub loss_form: LossForm,
     #[arg(long, value_enum, default_value_t = DualUpdate::Projected)]
     pub dual_update: DualUpdate,
     /// igs: read the retain loss after a step from the next batch (no extra forward pass).
     #[arg(long)]
     pub fast: bool,
-    /// Tolerated rise of the retain loss per step (ε).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
+    /// values demand an improvement).
+    #[arg(long, default_value_t = text_defaults::EPSILON, allow_negative_numbers = true)]
     pub epsilon: f64,
     /// Dual step size β.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = text_defaults::BETA)]
     pub beta: f64,
     /// Initial dual variable λ₀.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = text_defaults::LAMBDA0)]
     pub lambda0: f64,
     #[arg(long, value_enum, default_value_t = TextOptimizer::Adamw)]
     pub optimizer: TextOptimizer,

@@ -240,9 +240,8 @@ impl Llama {
             x = ops.add(&x, &a)?;
             let h = ops::rms_norm(ops, &x, &format!("{p}.post_attention_layernorm"), self.eps)?;
             let gate = lin(ops, &h, &format!("{p}.mlp.gate_proj"))?;
-            let gate = ops.silu(&gate)?;
             let up = lin(ops, &h, &format!("{p}.mlp.up_proj"))?;
-            let m = ops.mul(&gate, &up)?;
+            let m = ops.swiglu(&gate, &up)?;
             let m = lin(ops, &m, &format!("{p}.mlp.down_proj"))?;
             x = ops.add(&x, &m)?;
         }

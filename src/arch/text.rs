@@ -193,8 +193,7 @@ impl TextModel {
             TextArch::Gpt2(m) => m.head(&mut eager, &picked)?,
             TextArch::Bert(_) => unreachable!("refused above"),
         };
-        let logp = crate::nn::log_softmax(&logits)?;
-        Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?)
+        Ok(crate::nn::target_log_probs(&logits, targets)?)
     }
 
     fn check_length(&self, t: usize) -> Result<()> {

@@ -1,7 +1,9 @@
 //! [`Ops`] computed with candle: the training and evaluation forward pass. Gradients flow
 //! through every primitive (candle's fused softmax has no backward, so softmax is built here).
 
-use super::ops::{AttentionPattern, Ops, MASKED};
+use super::fused;
+use super::fused_attention::{Attention, RotaryRows};
+use super::ops::{self, AttentionPattern, HeadLayout, Ops, Rotary, MASKED};
 use super::Params;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -66,7 +68,7 @@ impl Ops for Eager<'_> {
             let dims = a.dims().to_vec();
             let rows: usize = dims[..ra - 1].iter().product();
             let x = a.reshape((rows, dims[ra - 1]))?;
-            let y = if x.track_op() && !b.track_op() {
+            let y = if x.track_op() && !b.track_op() && fused::applies(&x) && fused::applies(b) {
                 // A frozen weight: only the input needs a gradient.
                 super::frozen::frozen_matmul(&x, b)?
             } else {
@@ -236,6 +238,74 @@ impl Ops for Eager<'_> {
         }
     }
 
+    fn adapted_matmul(
+        &mut self,
+        x: &Tensor,
+        w: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let fits = [x, w, a, b].iter().all(|t| fused::applies(t));
+        if !fits || w.track_op() || w.rank() != 2 || x.rank() < 2 {
+            return ops::adapted_matmul_composed(self, x, w, a, b, scale);
+        }
+        let mut dims = x.dims().to_vec();
+        let k = dims.pop().unwrap_or(0);
+        let rows: usize = dims.iter().product();
+        let y = super::frozen::frozen_lora_matmul(&x.reshape((rows, k))?, w, a, b, scale)?;
+        dims.push(w.dim(1)?);
+        Ok(y.reshape(dims)?)
+    }
+
+    fn rms_norm(&mut self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        if fused::applies(x) && fused::applies(w) {
+            return Ok(fused::rms_norm(x, w, eps)?);
+        }
+        ops::rms_norm_composed(self, x, w, eps)
+    }
+
+    fn swiglu(&mut self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        if fused::applies(gate) && fused::applies(up) {
+            return Ok(fused::swiglu(gate, up)?);
+        }
+        Ok(gate.silu()?.mul(up)?)
+    }
+
+    fn attend(
+        &mut self,
+        heads: &HeadLayout,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        rotary: Option<&Rotary<Tensor>>,
+    ) -> Result<Tensor> {
+        // Incremental decoding extends cached keys; it runs one token at a time, where fusing
+        // saves little, so it keeps the composed form.
+        if self.cache.is_some() || ![q, k, v].iter().all(|t| fused::applies(t)) {
+            return heads.attend_composed(self, layer, q, k, v, bias, rotary);
+        }
+        let (b, t, _) = q.dims3()?;
+        let s = k.dim(1)?;
+        let rows = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.flatten_all()?.to_vec1::<f32>()?) };
+        let op = Attention {
+            heads: heads.heads,
+            kv_heads: heads.kv_heads,
+            head_dim: heads.head_dim,
+            bias: rows(&bias.broadcast_as((b, 1, 1, t, s))?)?,
+            rotary: match rotary {
+                Some(r) => Some(RotaryRows {
+                    cos: rows(&r.cos)?,
+                    sin: rows(&r.sin)?,
+                }),
+                None => None,
+            },
+        };
+        Ok(super::fused_attention::attention(op, q, k, v)?)
+    }
+
     fn cached_kv(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let Some(cache) = self.cache.as_deref_mut() else {
             return Ok((k.clone(), v.clone()));
@@ -249,5 +319,183 @@ impl Ops for Eager<'_> {
         };
         cache.layers[layer] = Some((k.clone(), v.clone()));
         Ok((k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fused kernels against the same computation from primitives: outputs and every
+    //! input's gradient.
+    use super::*;
+    use candle_core::Var;
+
+    fn random(shape: &[usize], seed: u64) -> Var {
+        let mut rng = crate::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| (rng.next_f64() * 2.0 - 1.0) as f32)
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    /// Σ out ⊙ r for a fixed random r, so every output element carries its own gradient.
+    fn probe(out: &Tensor) -> Tensor {
+        let r = random(out.dims(), 99);
+        (out * r.as_tensor()).unwrap().sum_all().unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// Compares `fused` with `composed` on `inputs`: the outputs and the gradients.
+    fn check(inputs: &[&Var], tol: f32, f: impl Fn(&mut Eager, bool) -> Tensor) {
+        let params = Params::new();
+        let mut eager = Eager::new(&params, &Device::Cpu);
+        let (fused, composed) = (f(&mut eager, true), f(&mut eager, false));
+        assert!(
+            max_diff(&fused, &composed) < tol,
+            "outputs differ by {}",
+            max_diff(&fused, &composed)
+        );
+        let (gf, gc) = (
+            probe(&fused).backward().unwrap(),
+            probe(&composed).backward().unwrap(),
+        );
+        for (i, x) in inputs.iter().enumerate() {
+            let (a, b) = (
+                gf.get(x.as_tensor()).unwrap(),
+                gc.get(x.as_tensor()).unwrap(),
+            );
+            let d = max_diff(a, b);
+            let scale = b
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                scale > 0.0 && d < tol * scale.max(1.0),
+                "gradient {i} differs by {d} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn fused_rms_norm_matches_primitives() {
+        let (x, w) = (random(&[3, 5, 16], 1), random(&[16], 2));
+        check(&[&x, &w], 1e-5, |e, fused| {
+            if fused {
+                e.rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap()
+            } else {
+                ops::rms_norm_composed(e, x.as_tensor(), w.as_tensor(), 1e-5).unwrap()
+            }
+        });
+    }
+
+    #[test]
+    fn fused_swiglu_matches_primitives() {
+        let (g, u) = (random(&[4, 7, 12], 3), random(&[4, 7, 12], 4));
+        check(&[&g, &u], 1e-5, |e, fused| {
+            if fused {
+                e.swiglu(g.as_tensor(), u.as_tensor()).unwrap()
+            } else {
+                g.as_tensor().silu().unwrap().mul(u.as_tensor()).unwrap()
+            }
+        });
+    }
+
+    #[test]
+    fn fused_target_log_probs_match_log_softmax() {
+        let logits = random(&[5, 11], 8);
+        let logits = Var::from_tensor(&(logits.as_tensor() * 4.0).unwrap()).unwrap();
+        let targets = Tensor::new(&[0u32, 10, 3, 3, 7], &Device::Cpu).unwrap();
+        check(&[&logits], 1e-5, |_, fused| {
+            let x = logits.as_tensor();
+            if fused {
+                crate::nn::target_log_probs(x, &targets).unwrap()
+            } else {
+                let lp = crate::nn::log_softmax(x).unwrap();
+                lp.gather(&targets.unsqueeze(1).unwrap(), 1)
+                    .unwrap()
+                    .squeeze(1)
+                    .unwrap()
+            }
+        });
+    }
+
+    #[test]
+    fn fused_lora_linear_matches_primitives() {
+        let x = random(&[2, 5, 12], 10);
+        let w = random(&[9, 12], 11);
+        let w_t = w.as_tensor().detach().t().unwrap();
+        let (a, b) = (random(&[3, 12], 12), random(&[9, 3], 13));
+        check(&[&x, &a, &b], 1e-5, |e, fused| {
+            let (xt, at, bt) = (x.as_tensor(), a.as_tensor(), b.as_tensor());
+            if fused {
+                e.adapted_matmul(xt, &w_t, at, bt, 2.0).unwrap()
+            } else {
+                ops::adapted_matmul_composed(e, xt, &w_t, at, bt, 2.0).unwrap()
+            }
+        });
+    }
+
+    fn attention_case(pattern: AttentionPattern, rotary: bool) {
+        let heads = HeadLayout {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let (b, t) = (3, 6);
+        let q = random(&[b, t, 32], 5);
+        let k = random(&[b, t, 16], 6);
+        let v = random(&[b, t, 16], 7);
+        // Left padding in one row, right padding in another.
+        let mask: Vec<u32> = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]].concat();
+        let mask = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
+        let angles: Vec<f32> = (0..t * 8)
+            .map(|i| (i / 8) as f32 * 0.3 * (1 + i % 4) as f32)
+            .collect();
+        let table = |f: fn(f32) -> f32| {
+            Tensor::from_vec(
+                angles.iter().map(|&a| f(a)).collect::<Vec<_>>(),
+                (t, 8),
+                &Device::Cpu,
+            )
+            .unwrap()
+        };
+        let tables = Rotary {
+            cos: table(f32::cos),
+            sin: table(f32::sin),
+        };
+        let rot = rotary.then_some(&tables);
+        check(&[&q, &k, &v], 1e-5, |e, fused| {
+            let bias = e.attention_bias(&mask, pattern).unwrap();
+            let (q, k, v) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            if fused {
+                heads.attend(e, 0, q, k, v, &bias, rot).unwrap()
+            } else {
+                heads.attend_composed(e, 0, q, k, v, &bias, rot).unwrap()
+            }
+        });
+    }
+
+    #[test]
+    fn fused_attention_matches_primitives() {
+        attention_case(AttentionPattern::Causal { window: None }, true);
+        attention_case(AttentionPattern::Causal { window: Some(3) }, true);
+        attention_case(AttentionPattern::Bidirectional, false);
     }
 }

@@ -5,6 +5,8 @@
 mod block;
 pub mod eager;
 mod frozen;
+mod fused;
+mod fused_attention;
 pub mod onnx;
 pub mod ops;
 mod params;
@@ -22,6 +24,16 @@ pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
     let shifted = logits.broadcast_sub(&max)?;
     let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     shifted.broadcast_sub(&log_sum)
+}
+
+/// log-softmax(logits)[targets] of each row: logits [N, V], targets [N] → [N], differentiable.
+pub fn target_log_probs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    if fused::applies(logits) {
+        return fused::target_log_probs(logits, targets);
+    }
+    log_softmax(logits)?
+        .gather(&targets.unsqueeze(1)?, 1)?
+        .squeeze(1)
 }
 
 /// Softmax probabilities for evaluation (no gradient needed).

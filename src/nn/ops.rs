@@ -63,6 +63,57 @@ pub trait Ops {
     /// The additive attention bias [B, 1, 1, T or 1, T] for a padding mask [B, T] (1 = token).
     fn attention_bias(&mut self, mask: &Self::T, pattern: AttentionPattern) -> Result<Self::T>;
 
+    /// x·w + scale·(x·aᵀ)·bᵀ: a linear layer (w [in, out]) with a LoRA adapter's
+    /// a [r, in] and b [out, r].
+    fn adapted_matmul(
+        &mut self,
+        x: &Self::T,
+        w: &Self::T,
+        a: &Self::T,
+        b: &Self::T,
+        scale: f64,
+    ) -> Result<Self::T>
+    where
+        Self: Sized,
+    {
+        adapted_matmul_composed(self, x, w, a, b, scale)
+    }
+
+    /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w.
+    fn rms_norm(&mut self, x: &Self::T, w: &Self::T, eps: f64) -> Result<Self::T>
+    where
+        Self: Sized,
+    {
+        rms_norm_composed(self, x, w, eps)
+    }
+
+    /// SiLU(gate) · up: the gated MLP of the Llama family.
+    fn swiglu(&mut self, gate: &Self::T, up: &Self::T) -> Result<Self::T>
+    where
+        Self: Sized,
+    {
+        let gate = self.silu(gate)?;
+        self.mul(&gate, up)
+    }
+
+    /// Attention of layer `layer` on projected q, k, v [B, T, ·]; see [`HeadLayout::attend`].
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &mut self,
+        heads: &HeadLayout,
+        layer: usize,
+        q: &Self::T,
+        k: &Self::T,
+        v: &Self::T,
+        bias: &Self::T,
+        rotary: Option<&Rotary<Self::T>>,
+    ) -> Result<Self::T>
+    where
+        Self: Sized,
+    {
+        heads.attend_composed(self, layer, q, k, v, bias, rotary)
+    }
+
     /// Keys and values [B, KV, 1, T, D] of attention layer `layer`, extended by those of earlier
     /// calls when the backend keeps a cache (incremental decoding); as given otherwise.
     fn cached_kv(&mut self, _layer: usize, k: &Self::T, v: &Self::T) -> Result<(Self::T, Self::T)> {
@@ -93,35 +144,55 @@ pub fn linear<O: Ops>(
         WeightLayout::OutIn => ops.permute(&w, &[1, 0])?,
         WeightLayout::InOut => w,
     };
-    let mut y = ops.matmul(x, &w)?;
+    let lora_a = format!("{prefix}.lora_A.weight");
+    let mut y = if ops.has_param(&lora_a) {
+        let a = ops.param(&lora_a)?;
+        let b = ops.param(&format!("{prefix}.lora_B.weight"))?;
+        ops.adapted_matmul(x, &w, &a, &b, lora_scale)?
+    } else {
+        ops.matmul(x, &w)?
+    };
     let bias = format!("{prefix}.bias");
     if ops.has_param(&bias) {
         let b = ops.param(&bias)?;
         y = ops.add(&y, &b)?;
     }
-    let lora_a = format!("{prefix}.lora_A.weight");
-    if ops.has_param(&lora_a) {
-        let a = ops.param(&lora_a)?;
-        let b = ops.param(&format!("{prefix}.lora_B.weight"))?;
-        let a_t = ops.permute(&a, &[1, 0])?;
-        let b_t = ops.permute(&b, &[1, 0])?;
-        let down = ops.matmul(x, &a_t)?;
-        let up = ops.matmul(&down, &b_t)?;
-        let up = ops.scale(&up, lora_scale)?;
-        y = ops.add(&y, &up)?;
-    }
     Ok(y)
 }
 
-/// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w (Llama family).
+/// [`Ops::adapted_matmul`] from primitives.
+pub fn adapted_matmul_composed<O: Ops>(
+    ops: &mut O,
+    x: &O::T,
+    w: &O::T,
+    a: &O::T,
+    b: &O::T,
+    scale: f64,
+) -> Result<O::T> {
+    let y = ops.matmul(x, w)?;
+    let a_t = ops.permute(a, &[1, 0])?;
+    let b_t = ops.permute(b, &[1, 0])?;
+    let down = ops.matmul(x, &a_t)?;
+    // Scaled at rank r rather than at the output width: the same product, a smaller tensor.
+    let down = ops.scale(&down, scale)?;
+    let up = ops.matmul(&down, &b_t)?;
+    ops.add(&y, &up)
+}
+
+/// RMSNorm over the last dimension with `{prefix}.weight` (Llama family).
 pub fn rms_norm<O: Ops>(ops: &mut O, x: &O::T, prefix: &str, eps: f64) -> Result<O::T> {
+    let w = ops.param(&format!("{prefix}.weight"))?;
+    ops.rms_norm(x, &w, eps)
+}
+
+/// RMSNorm from primitives: x / sqrt(mean(x²) + eps) · w.
+pub fn rms_norm_composed<O: Ops>(ops: &mut O, x: &O::T, w: &O::T, eps: f64) -> Result<O::T> {
     let sq = ops.mul(x, x)?;
     let ms = ops.mean_last(&sq)?;
     let ms = ops.add_scalar(&ms, eps)?;
     let rms = ops.sqrt(&ms)?;
     let normed = ops.div(x, &rms)?;
-    let w = ops.param(&format!("{prefix}.weight"))?;
-    ops.mul(&normed, &w)
+    ops.mul(&normed, w)
 }
 
 /// LayerNorm over the last dimension with `{prefix}.weight` and `{prefix}.bias` (GPT-2, BERT).
@@ -171,8 +242,24 @@ impl HeadLayout {
 
     /// Attention of layer `layer` on projected q, k, v [B, T, ·]: heads split, rotary positions
     /// applied when given, keys and values extended by the backend's cache, heads merged back.
+    /// The backend may compute it as one fused operation.
     #[allow(clippy::too_many_arguments)]
     pub fn attend<O: Ops>(
+        &self,
+        ops: &mut O,
+        layer: usize,
+        q: &O::T,
+        k: &O::T,
+        v: &O::T,
+        bias: &O::T,
+        rotary: Option<&Rotary<O::T>>,
+    ) -> Result<O::T> {
+        ops.attend(self, layer, q, k, v, bias, rotary)
+    }
+
+    /// [`Self::attend`] from primitives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_composed<O: Ops>(
         &self,
         ops: &mut O,
         layer: usize,

@@ -319,3 +319,19 @@ pub mod defaults {
     pub const BATCH_SIZE: usize = 128;
     pub const HOLDOUT: f64 = 0.2;
 }
+
+/// Default settings of language-model unlearning (`unlearn-text` and text jobs), chosen on the
+/// scenario of docs/scenario.md.
+pub mod text_defaults {
+    use super::LossForm;
+    /// Plain, not log: a model that knows its retain answers has a retain loss near 1e-3, and
+    /// the log form's gradient ∇ℓ_r/ℓ_r then outweighs the forget gradient a thousandfold (and
+    /// fills AdamW's second moment, which stalls the forget term long after λ has fallen).
+    pub const LOSS_FORM: LossForm = LossForm::Plain;
+    /// Each step must lower the retain loss by 0.05 or λ grows: with ε = 0, λ reads only each
+    /// step's own change and falls to zero once the forget loss has saturated, leaving the
+    /// retain damage of the early steps unrepaired.
+    pub const EPSILON: f64 = -0.05;
+    pub const BETA: f64 = 1.0;
+    pub const LAMBDA0: f64 = 1.0;
+}

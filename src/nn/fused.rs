@@ -1,0 +1,406 @@
+//! Fused CPU kernels with their own backward passes: RMSNorm and SwiGLU. Composed from
+//! primitives, candle's autograd keeps every intermediate of the forward pass alive until the
+//! backward pass (four activation-sized tensors per RMSNorm, two per SwiGLU) and runs one
+//! memory-bound kernel per primitive. Fused, each keeps only its inputs and reads them once.
+//! Attention has its own module, [`super::fused_attention`].
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Whether the fused kernels can run on `t`: f32 on the CPU.
+pub fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The values of a contiguous f32 storage.
+pub(super) fn values<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let all = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&all[start..end]),
+        None => candle_core::bail!("fused kernel: non-contiguous input"),
+    }
+}
+
+/// Runs `f` on the row-major values of `t` (copied only when `t` is not contiguous).
+pub(super) fn with_values<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(values(cpu, layout)?),
+        _ => candle_core::bail!("fused kernel: CPU tensors only"),
+    }
+}
+
+/// A strided matrix operand: pointer, row stride, column stride.
+pub(super) type Operand = (*const f32, isize, isize);
+
+/// dst [m×n] (row stride `dst_rs`, unit column stride) = (dst if `accumulate`) + lhs·rhs, on
+/// this thread (`parallel` false) or on rayon's threads.
+///
+/// # Safety
+/// Every operand must be valid for the extent its strides and sizes describe.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+    parallel: bool,
+) {
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs,
+        accumulate,
+        lhs.0,
+        lhs.2,
+        lhs.1,
+        rhs.0,
+        rhs.2,
+        rhs.1,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
+}
+
+/// eˣ in f32 within about 2e-7 relative error, 0 below -87. Inline and branch-free, unlike
+/// libm's expf (a call with error handling per element), so the softmax and sigmoid loops around
+/// it compile to straight-line code.
+#[inline(always)]
+pub(super) fn exp(x: f32) -> f32 {
+    // x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two for an exact product), then
+    // eˣ = 2ⁿ·eʳ with eʳ from its Taylor series to r⁶ (remainder below 1.2e-7).
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer.
+    let clamped = x.clamp(-87.0, 88.0);
+    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = clamped - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        p * scale
+    }
+}
+
+/// A buffer of `len` values that `fill` writes, taken from the allocator without zeroing it
+/// first (zeroing the outputs of the large products cost a pass over memory each).
+///
+/// # Safety
+/// `fill` must write all `len` values: a [`gemm`] with `accumulate` false and a non-empty inner
+/// dimension does.
+pub(super) unsafe fn filled(len: usize, fill: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    fill(v.spare_capacity_mut().as_mut_ptr().cast());
+    v.set_len(len);
+    v
+}
+
+/// Rows handed to one rayon task: enough work to outweigh scheduling.
+pub(super) fn rows_per_task(width: usize) -> usize {
+    (16_384 / width.max(1)).max(1)
+}
+
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    1.0 / (ms + eps).sqrt()
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let (x, w) = (values(s1, l1)?, values(s2, l2)?);
+        let h = w.len();
+        let rows = rows_per_task(h) * h;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(rows)
+            .zip(x.par_chunks(rows))
+            .for_each(|(y, x)| {
+                for (y, x) in y.chunks_mut(h).zip(x.chunks(h)) {
+                    let r = inv_rms(x, self.eps);
+                    for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
+                        *y = x * r * w;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let eps = self.eps;
+        let h = w.elem_count();
+        let rows = rows_per_task(h) * h;
+        // With y = x·r·w and r = (mean(x²) + ε)^(-1/2):
+        //   ∂/∂x_i = r·(g_i w_i) − x_i·r³·mean_j(g_j w_j x_j),  ∂/∂w_i = Σ_rows g_i x_i r.
+        with_values(x, |xv| {
+            with_values(w, |wv| {
+                with_values(grad, |gv| {
+                    let gx = x.track_op().then(|| {
+                        let mut gx = vec![0f32; xv.len()];
+                        gx.par_chunks_mut(rows)
+                            .zip(xv.par_chunks(rows).zip(gv.par_chunks(rows)))
+                            .for_each(|(gx, (x, g))| {
+                                for ((gx, x), g) in
+                                    gx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h))
+                                {
+                                    let r = inv_rms(x, eps);
+                                    let dot: f32 =
+                                        g.iter().zip(wv).zip(x).map(|((g, w), x)| g * w * x).sum();
+                                    let c = r * r * r * dot / h as f32;
+                                    for i in 0..h {
+                                        gx[i] = r * g[i] * wv[i] - x[i] * c;
+                                    }
+                                }
+                            });
+                        Tensor::from_vec(gx, x.shape(), x.device())
+                    });
+                    let gw = w.track_op().then(|| {
+                        let gw = xv
+                            .par_chunks(rows)
+                            .zip(gv.par_chunks(rows))
+                            .map(|(x, g)| {
+                                let mut part = vec![0f32; h];
+                                for (x, g) in x.chunks(h).zip(g.chunks(h)) {
+                                    let r = inv_rms(x, eps);
+                                    for i in 0..h {
+                                        part[i] += g[i] * x[i] * r;
+                                    }
+                                }
+                                part
+                            })
+                            .reduce(
+                                || vec![0f32; h],
+                                |mut a, b| {
+                                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                                    a
+                                },
+                            );
+                        Tensor::from_vec(gw, w.shape(), w.device())
+                    });
+                    Ok((gx.transpose()?, gw.transpose()?))
+                })
+            })
+        })
+    }
+}
+
+/// RMSNorm x·w/√(mean(x²) + ε) over the last dimension of `x`, `w` [hidden].
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
+}
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + exp(-a))
+}
+
+struct SwiGlu;
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let (gate, up) = (values(s1, l1)?, values(s2, l2)?);
+        let chunk = rows_per_task(1);
+        let mut y = vec![0f32; gate.len()];
+        y.par_chunks_mut(chunk)
+            .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
+            .for_each(|(y, (a, u))| {
+                for ((y, a), u) in y.iter_mut().zip(a).zip(u) {
+                    *y = a * sigmoid(*a) * u;
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // y = a·σ(a)·u:  ∂/∂a = g·u·σ(a)·(1 + a(1 − σ(a))),  ∂/∂u = g·a·σ(a).
+        let chunk = rows_per_task(1);
+        with_values(gate, |a| {
+            with_values(up, |u| {
+                with_values(grad, |g| {
+                    let mut ga = vec![0f32; a.len()];
+                    let mut gu = vec![0f32; a.len()];
+                    ga.par_chunks_mut(chunk)
+                        .zip(gu.par_chunks_mut(chunk))
+                        .zip(a.par_chunks(chunk).zip(u.par_chunks(chunk)))
+                        .zip(g.par_chunks(chunk))
+                        .for_each(|(((ga, gu), (a, u)), g)| {
+                            for i in 0..a.len() {
+                                let s = sigmoid(a[i]);
+                                ga[i] = g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s));
+                                gu[i] = g[i] * a[i] * s;
+                            }
+                        });
+                    Ok((
+                        Some(Tensor::from_vec(ga, gate.shape(), gate.device())?),
+                        Some(Tensor::from_vec(gu, up.shape(), up.device())?),
+                    ))
+                })
+            })
+        })
+    }
+}
+
+/// SiLU(gate)·up, the gated MLP of the Llama family.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}
+
+/// log softmax(logits)[target] of each row: the per-token log-likelihood of a language model.
+/// Composed, the log-softmax keeps three logits-sized tensors (shifted, exponentials,
+/// log-probabilities) of [tokens, vocabulary]; fused, the backward pass recomputes the softmax
+/// from the logits.
+struct TargetLogProbs {
+    targets: Vec<u32>,
+}
+
+/// max and log Σ exp of a row.
+fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| exp(v - max)).sum();
+    (max, max + sum.ln())
+}
+
+impl CustomOp1 for TargetLogProbs {
+    fn name(&self) -> &'static str {
+        "fused-target-log-probs"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let logits = values(storage, layout)?;
+        let (n, vocab) = layout.shape().dims2()?;
+        self.check(n, vocab)?;
+        let out: Vec<f32> = logits
+            .par_chunks(vocab)
+            .zip(self.targets.par_iter())
+            .map(|(row, &t)| row[t as usize] - log_sum_exp(row).1)
+            .collect();
+        Ok((CpuStorage::F32(out), candle_core::Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (_, vocab) = logits.dims2()?;
+        // ∂/∂x_j = g·(δ_j,target − softmax_j).
+        let gl = with_values(logits, |x| {
+            with_values(grad, |g| {
+                let mut gl = vec![0f32; x.len()];
+                gl.par_chunks_mut(vocab)
+                    .zip(x.par_chunks(vocab))
+                    .zip(g.par_iter().zip(self.targets.par_iter()))
+                    .for_each(|((gl, x), (&g, &t))| {
+                        let (_, lse) = log_sum_exp(x);
+                        for (o, x) in gl.iter_mut().zip(x) {
+                            *o = -g * exp(x - lse);
+                        }
+                        gl[t as usize] += g;
+                    });
+                Ok(gl)
+            })
+        })?;
+        Ok(Some(Tensor::from_vec(gl, logits.shape(), logits.device())?))
+    }
+}
+
+impl TargetLogProbs {
+    fn check(&self, n: usize, vocab: usize) -> candle_core::Result<()> {
+        if self.targets.len() != n || self.targets.iter().any(|&t| t as usize >= vocab) {
+            candle_core::bail!(
+                "{} targets for {n} rows of {vocab} logits",
+                self.targets.len()
+            )
+        }
+        Ok(())
+    }
+}
+
+/// log softmax(logits)[targets] per row: logits [N, V], targets [N] → [N].
+pub fn target_log_probs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let targets = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    logits.contiguous()?.apply_op1(TargetLogProbs { targets })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fast_exp_matches_libm() {
+        let mut worst = 0f64;
+        for i in -90_000..=88_000 {
+            let x = i as f32 / 1000.0;
+            let (want, got) = ((x as f64).exp(), super::exp(x) as f64);
+            if want > 1e-37 {
+                worst = worst.max(((got - want) / want).abs());
+            }
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(super::exp(-1e9), 0.0);
+        assert_eq!(super::exp(0.0), 1.0);
+    }
+}

@@ -1,0 +1,363 @@
+//! Multi-head attention as one CPU kernel with its own backward pass: rotary positions, grouped
+//! key/value heads, the additive bias, softmax and the weighted sum, reading q, k and v in the
+//! layout the projections produce ([B, T, heads·D]) and writing the merged heads.
+//!
+//! Composed from primitives, attention keeps the rotated queries and keys, their per-head copies
+//! and four score-sized tensors (scores, scaled, biased, probabilities) per layer for the backward
+//! pass. Here the backward pass recomputes the probabilities of one head at a time from q and k,
+//! which the graph keeps anyway, so a layer keeps nothing of its own.
+
+use super::fused::{gemm, values, with_values, Operand};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// cos and sin rows [T, D] of the sequence's positions ("rotate half" layout).
+pub struct RotaryRows {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+pub struct Attention {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Additive bias [B, T, S], row-major.
+    pub bias: Vec<f32>,
+    pub rotary: Option<RotaryRows>,
+}
+
+/// Dimensions of one call: batch, query and key positions.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    t: usize,
+    s: usize,
+}
+
+/// A pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The element `offset` places in. A method, so that closures capture the whole `Shared`
+    /// (which is Sync) rather than its raw pointer field (which is not).
+    fn at(self, offset: usize) -> *mut f32 {
+        // Safety: callers stay inside the buffer the pointer was taken from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+impl Attention {
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Row `pos` of head values `x` (D values) rotated by the position's angles, times `scale`.
+    fn rotate_into(&self, x: &[f32], pos: usize, scale: f32, out: &mut [f32]) {
+        let d = self.head_dim;
+        match &self.rotary {
+            None => out.iter_mut().zip(x).for_each(|(o, x)| *o = x * scale),
+            Some(r) => {
+                let (c, s) = (&r.cos[pos * d..][..d], &r.sin[pos * d..][..d]);
+                let half = d / 2;
+                for i in 0..half {
+                    out[i] = (x[i] * c[i] - x[i + half] * s[i]) * scale;
+                    out[i + half] = (x[i + half] * c[i + half] + x[i] * s[i + half]) * scale;
+                }
+            }
+        }
+    }
+
+    /// The transpose of [`Self::rotate_into`]: carries a gradient back through the rotation.
+    fn unrotate_into(&self, g: &[f32], pos: usize, scale: f32, out: &mut [f32]) {
+        let d = self.head_dim;
+        match &self.rotary {
+            None => out.iter_mut().zip(g).for_each(|(o, g)| *o = g * scale),
+            Some(r) => {
+                let (c, s) = (&r.cos[pos * d..][..d], &r.sin[pos * d..][..d]);
+                let half = d / 2;
+                for i in 0..half {
+                    let (lo, hi) = (g[i], g[i + half]);
+                    out[i] = (lo * c[i] + hi * s[i + half]) * scale;
+                    out[i + half] = (hi * c[i + half] - lo * s[i]) * scale;
+                }
+            }
+        }
+    }
+
+    /// Rotated rows [n, D] of one head of `x` [B, n, width] in batch `b`, starting at column
+    /// `col`, times `scale`.
+    fn head_rows(
+        &self,
+        x: &[f32],
+        b: usize,
+        n: usize,
+        width: usize,
+        col: usize,
+        scale: f32,
+    ) -> Vec<f32> {
+        let d = self.head_dim;
+        let mut out = vec![0f32; n * d];
+        for (pos, row) in out.chunks_mut(d).enumerate() {
+            let start = (b * n + pos) * width + col;
+            self.rotate_into(&x[start..start + d], pos, scale, row);
+        }
+        out
+    }
+
+    /// Attention probabilities [T, S] of query rows `qr` against key rows `kr` in batch `b`.
+    fn probabilities(&self, dims: Dims, b: usize, qr: &[f32], kr: &[f32]) -> Vec<f32> {
+        let (t, s, d) = (dims.t, dims.s, self.head_dim as isize);
+        let mut p = vec![0f32; t * s];
+        // Safety: qr is [T, D], kr is [S, D] (read transposed), p is [T, S].
+        unsafe {
+            gemm(
+                t,
+                s,
+                self.head_dim,
+                p.as_mut_ptr(),
+                s as isize,
+                false,
+                (qr.as_ptr(), d, 1),
+                (kr.as_ptr(), 1, d),
+                false,
+            );
+        }
+        let bias = &self.bias[b * t * s..][..t * s];
+        for (row, bias) in p.chunks_mut(s).zip(bias.chunks(s)) {
+            let mut max = f32::NEG_INFINITY;
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+                max = max.max(*v);
+            }
+            let mut sum = 0f32;
+            for v in row.iter_mut() {
+                *v = super::fused::exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        p
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+
+    fn forward(&self, dims: Dims, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+        let (d, g) = (self.head_dim, self.group());
+        let (qw, kw) = (self.heads * d, self.kv_heads * d);
+        let mut out = vec![0f32; dims.b * dims.t * qw];
+        let dst = Shared(out.as_mut_ptr());
+        (0..dims.b * self.kv_heads)
+            .into_par_iter()
+            .for_each(|task| {
+                let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
+                let kr = self.head_rows(k, b, dims.s, kw, kv * d, 1.0);
+                let v_head = v[(b * dims.s) * kw + kv * d..].as_ptr();
+                for h in kv * g..(kv + 1) * g {
+                    let qr = self.head_rows(q, b, dims.t, qw, h * d, self.scale());
+                    let p = self.probabilities(dims, b, &qr, &kr);
+                        // Safety: task (b, kv) alone writes rows of batch b, columns of head h ∈ kv's
+                    // group; v's head is [S, D] with row stride kw.
+                    unsafe {
+                        let o = dst.at(b * dims.t * qw + h * d);
+                        gemm(
+                            dims.t,
+                            d,
+                            dims.s,
+                            o,
+                            qw as isize,
+                            false,
+                            (p.as_ptr(), dims.s as isize, 1),
+                            (v_head, kw as isize, 1),
+                            false,
+                        );
+                    }
+                }
+            });
+        out
+    }
+
+    /// Gradients of q, k and v for the output gradient `go` [B, T, heads·D].
+    fn backward(&self, dims: Dims, q: &[f32], k: &[f32], v: &[f32], go: &[f32]) -> [Vec<f32>; 3] {
+        let (d, g) = (self.head_dim, self.group());
+        let (qw, kw) = (self.heads * d, self.kv_heads * d);
+        let (t, s) = (dims.t, dims.s);
+        let mut gq = vec![0f32; q.len()];
+        let mut gk = vec![0f32; k.len()];
+        let mut gv = vec![0f32; v.len()];
+        let (gq_p, gk_p, gv_p) = (
+            Shared(gq.as_mut_ptr()),
+            Shared(gk.as_mut_ptr()),
+            Shared(gv.as_mut_ptr()),
+        );
+        (0..dims.b * self.kv_heads)
+            .into_par_iter()
+            .for_each(|task| {
+                let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
+                let kr = self.head_rows(k, b, s, kw, kv * d, 1.0);
+                let v_head: Operand = (v[b * s * kw + kv * d..].as_ptr(), kw as isize, 1);
+                let mut gkr = vec![0f32; s * d];
+                let mut gv_head = vec![0f32; s * d];
+                let mut gqr = vec![0f32; t * d];
+                let mut row = vec![0f32; d];
+                for h in kv * g..(kv + 1) * g {
+                    let qr = self.head_rows(q, b, t, qw, h * d, self.scale());
+                    let mut p = self.probabilities(dims, b, &qr, &kr);
+                    let go_head: Operand = (go[b * t * qw + h * d..].as_ptr(), qw as isize, 1);
+                    let mut gp = vec![0f32; t * s];
+                    // Safety: every operand below is one head's [T or S, D] slice or a local
+                    // [T, S] buffer, read with the strides it was written with.
+                    unsafe {
+                        // gv += pᵀ·go;  gp = go·vᵀ
+                        gemm(
+                            s,
+                            d,
+                            t,
+                            gv_head.as_mut_ptr(),
+                            d as isize,
+                            true,
+                            (p.as_ptr(), 1, s as isize),
+                            go_head,
+                            false,
+                        );
+                        gemm(
+                            t,
+                            s,
+                            d,
+                            gp.as_mut_ptr(),
+                            s as isize,
+                            false,
+                            go_head,
+                            (v_head.0, 1, kw as isize),
+                            false,
+                        );
+                    }
+                    // Softmax backward, in place: gs = p ⊙ (gp − Σ_j gp_j p_j).
+                    for (pr, gr) in p.chunks_mut(s).zip(gp.chunks(s)) {
+                        let dot: f32 = pr.iter().zip(gr).map(|(p, g)| p * g).sum();
+                        pr.iter_mut().zip(gr).for_each(|(p, g)| *p *= g - dot);
+                    }
+                    let gs = p;
+                    unsafe {
+                        // gqr = gs·kr;  gkr += gsᵀ·qr
+                        gemm(
+                            t,
+                            d,
+                            s,
+                            gqr.as_mut_ptr(),
+                            d as isize,
+                            false,
+                            (gs.as_ptr(), s as isize, 1),
+                            (kr.as_ptr(), d as isize, 1),
+                            false,
+                        );
+                        gemm(
+                            s,
+                            d,
+                            t,
+                            gkr.as_mut_ptr(),
+                            d as isize,
+                            true,
+                            (gs.as_ptr(), 1, s as isize),
+                            (qr.as_ptr(), d as isize, 1),
+                            false,
+                        );
+                    }
+                    for pos in 0..t {
+                        self.unrotate_into(&gqr[pos * d..][..d], pos, self.scale(), &mut row);
+                        // Safety: task (b, kv) alone writes batch b's columns of head h.
+                        unsafe {
+                            let dst = gq_p.at((b * t + pos) * qw + h * d);
+                            std::ptr::copy_nonoverlapping(row.as_ptr(), dst, d);
+                        }
+                    }
+                }
+                for pos in 0..s {
+                    self.unrotate_into(&gkr[pos * d..][..d], pos, 1.0, &mut row);
+                    // Safety: task (b, kv) alone writes batch b's columns of key head kv.
+                    unsafe {
+                        let at = (b * s + pos) * kw + kv * d;
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), gk_p.at(at), d);
+                        std::ptr::copy_nonoverlapping(
+                            gv_head[pos * d..].as_ptr(),
+                            gv_p.at(at),
+                            d,
+                        );
+                    }
+                }
+            });
+        [gq, gk, gv]
+    }
+
+    fn dims(&self, q: &Shape, k: &Shape, v: &Shape) -> candle_core::Result<Dims> {
+        let (b, t, qw) = q.dims3()?;
+        let (kb, s, kw) = k.dims3()?;
+        if kb != b
+            || k != v
+            || qw != self.heads * self.head_dim
+            || kw != self.kv_heads * self.head_dim
+            || !self.heads.is_multiple_of(self.kv_heads)
+            || self.bias.len() != b * t * s
+            || self.rotary.as_ref().is_some_and(|r| {
+                t != s || r.cos.len() < t * self.head_dim || r.sin.len() < t * self.head_dim
+            })
+        {
+            candle_core::bail!("fused attention: q {q:?}, k {k:?}, v {v:?} do not fit the heads")
+        }
+        Ok(Dims { b, t, s })
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = self.dims(l1.shape(), l2.shape(), l3.shape())?;
+        let out = self.forward(dims, values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dims = self.dims(q.shape(), k.shape(), v.shape())?;
+        let [gq, gk, gv] = with_values(q, |qv| {
+            with_values(k, |kv| {
+                with_values(v, |vv| {
+                    with_values(grad, |gv| Ok(self.backward(dims, qv, kv, vv, gv)))
+                })
+            })
+        })?;
+        Ok((
+            Some(Tensor::from_vec(gq, q.shape(), q.device())?),
+            Some(Tensor::from_vec(gk, k.shape(), k.device())?),
+            Some(Tensor::from_vec(gv, v.shape(), v.device())?),
+        ))
+    }
+}
+
+/// Attention of q [B, T, heads·D] over k, v [B, S, kv_heads·D]; merged heads [B, T, heads·D].
+pub fn attention(op: Attention, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
