@@ -5,21 +5,23 @@
 //! one operation, x·W + s·(x·Aᵀ)·Bᵀ, written into one output: composed, it would keep the base
 //! product, the adapter's product and their sum, three output-sized tensors per layer.
 
-use super::fused::{filled, gemm, values, with_values};
+use super::fused::{values, with_values};
+use super::strided::{accumulate, product, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 
-/// A frozen weight [K, N], possibly a transposed view, and its storage's strides.
+const ALL: Threads = Threads::All;
+
+/// A frozen weight [K, N], possibly a transposed view of its storage.
 struct Frozen {
     weight: Tensor,
 }
 
 impl Frozen {
-    /// Runs `f` with the weight as a strided operand after checking that [k, n] fits its
-    /// storage.
-    fn with_operand<R>(
+    /// Runs `f` on the weight as a [k, n] view.
+    fn with_view<R>(
         &self,
         k: usize,
-        f: impl FnOnce(super::fused::Operand, usize) -> candle_core::Result<R>,
+        f: impl FnOnce(Mat) -> candle_core::Result<R>,
     ) -> candle_core::Result<R> {
         let (wk, n) = self.weight.dims2()?;
         if wk != k {
@@ -29,59 +31,20 @@ impl Frozen {
         let Storage::Cpu(w) = &*storage else {
             candle_core::bail!("frozen matmul: CPU weights only")
         };
-        let w = w.as_slice::<f32>()?;
+        let w = &w.as_slice::<f32>()?[layout.start_offset()..];
         let (rs, cs) = (layout.stride()[0], layout.stride()[1]);
-        let start = layout.start_offset();
-        if k == 0 || n == 0 || start + (k - 1) * rs + (n - 1) * cs >= w.len() {
-            candle_core::bail!("frozen matmul: the weight's layout exceeds its storage")
-        }
-        f((w[start..].as_ptr(), rs as isize, cs as isize), n)
+        f(Mat::new(w, k, n, rs, cs))
     }
 
     /// y [m, n] = x [m, k] · W.
     fn forward(&self, x: &[f32], m: usize, k: usize) -> candle_core::Result<Vec<f32>> {
-        self.with_operand(k, |w, n| {
-            // Safety: x is [m, k] row-major, w was checked to cover [k, n] with k > 0, and the
-            // product writes all of y [m, n].
-            Ok(unsafe {
-                filled(m * n, |y| {
-                    gemm(
-                        m,
-                        n,
-                        k,
-                        y,
-                        n as isize,
-                        false,
-                        (x.as_ptr(), k as isize, 1),
-                        w,
-                        true,
-                    )
-                })
-            })
-        })
+        self.with_view(k, |w| Ok(product(Mat::rows(x, m, k, k), w, ALL)))
     }
 
     /// gx [m, k] = g [m, n] · Wᵀ.
     fn input_grad(&self, g: &[f32], m: usize, k: usize) -> candle_core::Result<Vec<f32>> {
-        self.with_operand(k, |w, n| {
-            // Safety: g is [m, n] with n > 0; Wᵀ swaps the checked strides of W; the product
-            // writes all of gx [m, k].
-            Ok(unsafe {
-                filled(m * k, |gx| {
-                    gemm(
-                        m,
-                        k,
-                        n,
-                        gx,
-                        k as isize,
-                        false,
-                        (g.as_ptr(), n as isize, 1),
-                        (w.0, w.2, w.1),
-                        true,
-                    )
-                })
-            })
-        })
+        let n = self.weight.dim(1)?;
+        self.with_view(k, |w| Ok(product(Mat::rows(g, m, n, n), w.t(), ALL)))
     }
 }
 
@@ -127,28 +90,6 @@ struct FrozenLora {
     scale: f32,
 }
 
-impl FrozenLora {
-    /// u [m, r] = x [m, k] · Aᵀ.
-    fn down(x: &[f32], a: &[f32], m: usize, k: usize, r: usize) -> Vec<f32> {
-        let mut u = vec![0f32; m * r];
-        // Safety: x is [m, k], a is [r, k] read transposed, u is [m, r].
-        unsafe {
-            gemm(
-                m,
-                r,
-                k,
-                u.as_mut_ptr(),
-                r as isize,
-                false,
-                (x.as_ptr(), k as isize, 1),
-                (a.as_ptr(), 1, k as isize),
-                true,
-            )
-        };
-        u
-    }
-}
-
 impl CustomOp3 for FrozenLora {
     fn name(&self) -> &'static str {
         "frozen-lora-matmul"
@@ -166,38 +107,25 @@ impl CustomOp3 for FrozenLora {
         let (m, k) = l1.shape().dims2()?;
         let (r, ak) = l2.shape().dims2()?;
         let (n, br) = l3.shape().dims2()?;
-        let (x, a, b) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
-        if ak != k || br != r {
+        if ak != k || br != r || n != self.base.weight.dim(1)? {
             candle_core::bail!(
-                "frozen-lora-matmul: x {:?}, A {:?}, B {:?}",
+                "frozen-lora-matmul: x {:?}, A {:?}, B {:?}, W {:?}",
                 l1.shape(),
                 l2.shape(),
-                l3.shape()
+                l3.shape(),
+                self.base.weight.shape()
             )
         }
+        let (x, a, b) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
         let mut y = self.base.forward(x, m, k)?;
-        if y.len() != m * n {
-            candle_core::bail!(
-                "frozen-lora-matmul: B {:?} does not fit the weight",
-                l3.shape()
-            )
-        }
-        let mut u = Self::down(x, a, m, k, r);
+        let mut u = product(Mat::rows(x, m, k, k), Mat::rows(a, r, k, k).t(), ALL);
         u.iter_mut().for_each(|v| *v *= self.scale);
-        // Safety: u is [m, r], b is [n, r] read transposed, y is [m, n].
-        unsafe {
-            gemm(
-                m,
-                n,
-                r,
-                y.as_mut_ptr(),
-                n as isize,
-                true,
-                (u.as_ptr(), r as isize, 1),
-                (b.as_ptr(), 1, r as isize),
-                true,
-            )
-        };
+        accumulate(
+            &mut y,
+            Mat::rows(&u, m, r, r),
+            Mat::rows(b, n, r, r).t(),
+            ALL,
+        );
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
@@ -215,78 +143,28 @@ impl CustomOp3 for FrozenLora {
         with_values(x, |xv| {
             with_values(a, |av| {
                 with_values(b, |bv| {
-                    with_values(grad, |g| {
-                        let mut gu = vec![0f32; m * r];
-                        // Safety (every product below): operands are the row-major buffers of
-                        // the shapes named in the comment, transposed by swapping strides.
-                        unsafe {
-                            gemm(
-                                m,
-                                r,
-                                n,
-                                gu.as_mut_ptr(),
-                                r as isize,
-                                false,
-                                (g.as_ptr(), n as isize, 1),
-                                (bv.as_ptr(), r as isize, 1),
-                                true,
-                            )
-                        };
+                    with_values(grad, |gv| {
+                        let (xm, am) = (Mat::rows(xv, m, k, k), Mat::rows(av, r, k, k));
+                        let g = Mat::rows(gv, m, n, n);
+                        let mut gu = product(g, Mat::rows(bv, n, r, r), ALL);
                         gu.iter_mut().for_each(|v| *v *= s);
+                        let gum = Mat::rows(&gu, m, r, r);
                         let gx = if x.track_op() {
-                            let mut gx = self.base.input_grad(g, m, k)?;
-                            unsafe {
-                                gemm(
-                                    m,
-                                    k,
-                                    r,
-                                    gx.as_mut_ptr(),
-                                    k as isize,
-                                    true,
-                                    (gu.as_ptr(), r as isize, 1),
-                                    (av.as_ptr(), k as isize, 1),
-                                    true,
-                                )
-                            };
+                            let mut gx = self.base.input_grad(gv, m, k)?;
+                            accumulate(&mut gx, gum, am, ALL);
                             Some(Tensor::from_vec(gx, (m, k), x.device())?)
                         } else {
                             None
                         };
                         let ga = if a.track_op() {
-                            let mut ga = vec![0f32; r * k];
-                            unsafe {
-                                gemm(
-                                    r,
-                                    k,
-                                    m,
-                                    ga.as_mut_ptr(),
-                                    k as isize,
-                                    false,
-                                    (gu.as_ptr(), 1, r as isize),
-                                    (xv.as_ptr(), k as isize, 1),
-                                    true,
-                                )
-                            };
+                            let ga = product(gum.t(), xm, ALL);
                             Some(Tensor::from_vec(ga, (r, k), a.device())?)
                         } else {
                             None
                         };
                         let gb = if b.track_op() {
-                            let u = Self::down(xv, av, m, k, r);
-                            let mut gb = vec![0f32; n * r];
-                            unsafe {
-                                gemm(
-                                    n,
-                                    r,
-                                    m,
-                                    gb.as_mut_ptr(),
-                                    r as isize,
-                                    false,
-                                    (g.as_ptr(), 1, n as isize),
-                                    (u.as_ptr(), r as isize, 1),
-                                    true,
-                                )
-                            };
+                            let u = product(xm, am.t(), ALL);
+                            let mut gb = product(g.t(), Mat::rows(&u, m, r, r), ALL);
                             gb.iter_mut().for_each(|v| *v *= s);
                             Some(Tensor::from_vec(gb, (n, r), b.device())?)
                         } else {

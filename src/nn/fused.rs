@@ -37,54 +37,6 @@ pub(super) fn with_values<R>(
     }
 }
 
-/// A strided matrix operand: pointer, row stride, column stride.
-pub(super) type Operand = (*const f32, isize, isize);
-
-/// dst [m×n] (row stride `dst_rs`, unit column stride) = (dst if `accumulate`) + lhs·rhs, on
-/// this thread (`parallel` false) or on rayon's threads.
-///
-/// # Safety
-/// Every operand must be valid for the extent its strides and sizes describe.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: isize,
-    accumulate: bool,
-    lhs: Operand,
-    rhs: Operand,
-    parallel: bool,
-) {
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs,
-        accumulate,
-        lhs.0,
-        lhs.2,
-        lhs.1,
-        rhs.0,
-        rhs.2,
-        rhs.1,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    )
-}
-
 /// eˣ in f32 within about 2e-7 relative error, 0 below -87. Inline and branch-free, unlike
 /// libm's expf (a call with error handling per element), so the softmax and sigmoid loops around
 /// it compile to straight-line code.
@@ -106,19 +58,6 @@ pub(super) fn exp(x: f32) -> f32 {
     } else {
         p * scale
     }
-}
-
-/// A buffer of `len` values that `fill` writes, taken from the allocator without zeroing it
-/// first (zeroing the outputs of the large products cost a pass over memory each).
-///
-/// # Safety
-/// `fill` must write all `len` values: a [`gemm`] with `accumulate` false and a non-empty inner
-/// dimension does.
-pub(super) unsafe fn filled(len: usize, fill: impl FnOnce(*mut f32)) -> Vec<f32> {
-    let mut v: Vec<f32> = Vec::with_capacity(len);
-    fill(v.spare_capacity_mut().as_mut_ptr().cast());
-    v.set_len(len);
-    v
 }
 
 /// Rows handed to one rayon task: enough work to outweigh scheduling.

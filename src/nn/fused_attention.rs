@@ -7,7 +7,8 @@
 //! pass. Here the backward pass recomputes the probabilities of one head at a time from q and k,
 //! which the graph keeps anyway, so a layer keeps nothing of its own.
 
-use super::fused::{gemm, values, with_values, Operand};
+use super::fused::{values, with_values};
+use super::strided::{accumulate, product, product_to, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -109,22 +110,12 @@ impl Attention {
 
     /// Attention probabilities [T, S] of query rows `qr` against key rows `kr` in batch `b`.
     fn probabilities(&self, dims: Dims, b: usize, qr: &[f32], kr: &[f32]) -> Vec<f32> {
-        let (t, s, d) = (dims.t, dims.s, self.head_dim as isize);
-        let mut p = vec![0f32; t * s];
-        // Safety: qr is [T, D], kr is [S, D] (read transposed), p is [T, S].
-        unsafe {
-            gemm(
-                t,
-                s,
-                self.head_dim,
-                p.as_mut_ptr(),
-                s as isize,
-                false,
-                (qr.as_ptr(), d, 1),
-                (kr.as_ptr(), 1, d),
-                false,
-            );
-        }
+        let (t, s, d) = (dims.t, dims.s, self.head_dim);
+        let mut p = product(
+            Mat::rows(qr, t, d, d),
+            Mat::rows(kr, s, d, d).t(),
+            Threads::This,
+        );
         let bias = &self.bias[b * t * s..][..t * s];
         for (row, bias) in p.chunks_mut(s).zip(bias.chunks(s)) {
             let mut max = f32::NEG_INFINITY;
@@ -157,25 +148,16 @@ impl Attention {
             .for_each(|task| {
                 let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
                 let kr = self.head_rows(k, b, dims.s, kw, kv * d, 1.0);
-                let v_head = v[(b * dims.s) * kw + kv * d..].as_ptr();
+                let v_head = Mat::rows(&v[b * dims.s * kw + kv * d..], dims.s, d, kw);
                 for h in kv * g..(kv + 1) * g {
                     let qr = self.head_rows(q, b, dims.t, qw, h * d, self.scale());
                     let p = self.probabilities(dims, b, &qr, &kr);
-                        // Safety: task (b, kv) alone writes rows of batch b, columns of head h ∈ kv's
-                    // group; v's head is [S, D] with row stride kw.
+                    let p = Mat::rows(&p, dims.t, dims.s, dims.s);
+                    // Safety: task (b, kv) alone writes the rows of batch b in the columns of
+                    // head h of kv's group, all inside `out`.
                     unsafe {
                         let o = dst.at(b * dims.t * qw + h * d);
-                        gemm(
-                            dims.t,
-                            d,
-                            dims.s,
-                            o,
-                            qw as isize,
-                            false,
-                            (p.as_ptr(), dims.s as isize, 1),
-                            (v_head, kw as isize, 1),
-                            false,
-                        );
+                        product_to(o, qw, false, p, v_head, Threads::This);
                     }
                 }
             });
@@ -200,74 +182,32 @@ impl Attention {
             .for_each(|task| {
                 let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
                 let kr = self.head_rows(k, b, s, kw, kv * d, 1.0);
-                let v_head: Operand = (v[b * s * kw + kv * d..].as_ptr(), kw as isize, 1);
+                let v_head = Mat::rows(&v[b * s * kw + kv * d..], s, d, kw);
+                let krm = Mat::rows(&kr, s, d, d);
                 let mut gkr = vec![0f32; s * d];
                 let mut gv_head = vec![0f32; s * d];
-                let mut gqr = vec![0f32; t * d];
                 let mut row = vec![0f32; d];
                 for h in kv * g..(kv + 1) * g {
                     let qr = self.head_rows(q, b, t, qw, h * d, self.scale());
                     let mut p = self.probabilities(dims, b, &qr, &kr);
-                    let go_head: Operand = (go[b * t * qw + h * d..].as_ptr(), qw as isize, 1);
-                    let mut gp = vec![0f32; t * s];
-                    // Safety: every operand below is one head's [T or S, D] slice or a local
-                    // [T, S] buffer, read with the strides it was written with.
-                    unsafe {
-                        // gv += pᵀ·go;  gp = go·vᵀ
-                        gemm(
-                            s,
-                            d,
-                            t,
-                            gv_head.as_mut_ptr(),
-                            d as isize,
-                            true,
-                            (p.as_ptr(), 1, s as isize),
-                            go_head,
-                            false,
-                        );
-                        gemm(
-                            t,
-                            s,
-                            d,
-                            gp.as_mut_ptr(),
-                            s as isize,
-                            false,
-                            go_head,
-                            (v_head.0, 1, kw as isize),
-                            false,
-                        );
-                    }
+                    let go_head = Mat::rows(&go[b * t * qw + h * d..], t, d, qw);
+                    // gv += pᵀ·go;  gp = go·vᵀ
+                    accumulate(
+                        &mut gv_head,
+                        Mat::rows(&p, t, s, s).t(),
+                        go_head,
+                        Threads::This,
+                    );
+                    let gp = product(go_head, v_head.t(), Threads::This);
                     // Softmax backward, in place: gs = p ⊙ (gp − Σ_j gp_j p_j).
                     for (pr, gr) in p.chunks_mut(s).zip(gp.chunks(s)) {
                         let dot: f32 = pr.iter().zip(gr).map(|(p, g)| p * g).sum();
                         pr.iter_mut().zip(gr).for_each(|(p, g)| *p *= g - dot);
                     }
-                    let gs = p;
-                    unsafe {
-                        // gqr = gs·kr;  gkr += gsᵀ·qr
-                        gemm(
-                            t,
-                            d,
-                            s,
-                            gqr.as_mut_ptr(),
-                            d as isize,
-                            false,
-                            (gs.as_ptr(), s as isize, 1),
-                            (kr.as_ptr(), d as isize, 1),
-                            false,
-                        );
-                        gemm(
-                            s,
-                            d,
-                            t,
-                            gkr.as_mut_ptr(),
-                            d as isize,
-                            true,
-                            (gs.as_ptr(), 1, s as isize),
-                            (qr.as_ptr(), d as isize, 1),
-                            false,
-                        );
-                    }
+                    let gs = Mat::rows(&p, t, s, s);
+                    // gqr = gs·kr;  gkr += gsᵀ·qr
+                    let gqr = product(gs, krm, Threads::This);
+                    accumulate(&mut gkr, gs.t(), Mat::rows(&qr, t, d, d), Threads::This);
                     for pos in 0..t {
                         self.unrotate_into(&gqr[pos * d..][..d], pos, self.scale(), &mut row);
                         // Safety: task (b, kv) alone writes batch b's columns of head h.
@@ -283,11 +223,7 @@ impl Attention {
                     unsafe {
                         let at = (b * s + pos) * kw + kv * d;
                         std::ptr::copy_nonoverlapping(row.as_ptr(), gk_p.at(at), d);
-                        std::ptr::copy_nonoverlapping(
-                            gv_head[pos * d..].as_ptr(),
-                            gv_p.at(at),
-                            d,
-                        );
+                        std::ptr::copy_nonoverlapping(gv_head[pos * d..].as_ptr(), gv_p.at(at), d);
                     }
                 }
             });

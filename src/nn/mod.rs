@@ -10,6 +10,7 @@ mod fused_attention;
 pub mod onnx;
 pub mod ops;
 mod params;
+mod strided;
 
 pub use block::{Block, ParamInit, ParamSpec};
 pub use params::{Params, RunningStats};
