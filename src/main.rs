@@ -671,13 +671,13 @@ fn run(cli: &Cli) -> Result<ExitCode, lethe::Error> {
         Command::EvalText(a) => {
             let m = lethe::text_pipeline::eval_text(
                 &a.model,
-                &a.forget_set,
-                &a.retain_set,
-                a.eval_text.as_deref(),
+                &a.sets.forget_set,
+                &a.sets.retain_set,
+                a.sets.eval_text.as_deref(),
                 a.prompt_format,
                 &lethe::text_pipeline::MeasureSettings {
-                    max_new_tokens: a.max_new_tokens,
-                    perplexity_tokens: a.perplexity_tokens,
+                    max_new_tokens: a.sets.max_new_tokens,
+                    perplexity_tokens: a.sets.perplexity_tokens,
                     progress,
                 },
             )?;

@@ -277,18 +277,29 @@ pub fn unlearn(job: &UnlearnJob) -> Result<Report> {
         passed,
     };
     if let Some(output) = output {
-        let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-        output.write_file(REPORT_FILE, &json)?;
-        for (name, bytes) in &job.attachments {
-            output.write_file(name, bytes)?;
-        }
-        output.commit()?;
-        if let Some(dir) = &control.state_dir {
-            // The run is complete: its resumable state has served its purpose.
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        finish_run(output, &report, &job.attachments, &control)?;
     }
     Ok(report)
+}
+
+/// Writes an unlearning run's report and attachments into its output, moves the output into
+/// place, and removes the run's resumable state (the run is complete: it has served its purpose).
+pub(crate) fn finish_run(
+    output: OutputDir,
+    report: &impl serde::Serialize,
+    attachments: &[(String, Vec<u8>)],
+    control: &crate::unlearn::resume::RunControl,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report).expect("report serialises");
+    output.write_file(REPORT_FILE, &json)?;
+    for (name, bytes) in attachments {
+        output.write_file(name, bytes)?;
+    }
+    output.commit()?;
+    if let Some(dir) = &control.state_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
 }
 
 /// Identifies a run by its inputs and settings, so that a saved state resumes only its own run.

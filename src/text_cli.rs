@@ -178,17 +178,16 @@ impl TextHyperArgs {
     }
 }
 
+/// The forget and retain sets of a language model and how they are measured.
 #[derive(Args)]
-pub struct UnlearnTextArgs {
-    /// A causal LM checkpoint directory (config.json, safetensors, tokenizer.json) or hub id.
-    pub model: PathBuf,
+pub struct TextSetArgs {
     /// JSONL of what to forget: {"question", "answer"} or {"text"} per line.
     #[arg(long)]
     pub forget_set: PathBuf,
     /// JSONL of what to keep.
     #[arg(long)]
     pub retain_set: PathBuf,
-    /// Held-out text for perplexity before and after.
+    /// Held-out text for perplexity.
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
     /// Tokens of --eval-text used for perplexity.
@@ -197,6 +196,14 @@ pub struct UnlearnTextArgs {
     /// Longest greedy answer generated for ROUGE-L.
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
+}
+
+#[derive(Args)]
+pub struct UnlearnTextArgs {
+    /// A causal LM checkpoint directory (config.json, safetensors, tokenizer.json) or hub id.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub sets: TextSetArgs,
     /// Questions of each set shown before and after in the report.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
@@ -234,16 +241,16 @@ impl UnlearnTextArgs {
     pub fn job(&self, progress: bool) -> Result<TextUnlearnJob, lethe::Error> {
         Ok(TextUnlearnJob {
             model: self.model.clone(),
-            forget_set: self.forget_set.clone(),
-            retain_set: self.retain_set.clone(),
-            eval_text: self.eval_text.clone(),
+            forget_set: self.sets.forget_set.clone(),
+            retain_set: self.sets.retain_set.clone(),
+            eval_text: self.sets.eval_text.clone(),
             trainable: self.trainable.resolve()?,
             config: self.hyper.config(),
             npo_beta: self.hyper.npo_beta,
             refusal: self.hyper.refusal.clone(),
             prompt_format: self.hyper.prompt_format,
-            max_new_tokens: self.max_new_tokens,
-            perplexity_tokens: self.perplexity_tokens,
+            max_new_tokens: self.sets.max_new_tokens,
+            perplexity_tokens: self.sets.perplexity_tokens,
             samples: self.samples,
             gates: TextGates {
                 max_forget_rouge: self.max_forget_rouge,
@@ -425,17 +432,8 @@ pub fn render(r: &TextReport) -> String {
 pub struct EvalTextArgs {
     /// A causal LM checkpoint directory or hub id.
     pub model: PathBuf,
-    #[arg(long)]
-    pub forget_set: PathBuf,
-    #[arg(long)]
-    pub retain_set: PathBuf,
-    /// Held-out text for perplexity.
-    #[arg(long)]
-    pub eval_text: Option<PathBuf>,
-    #[arg(long, default_value_t = 2048)]
-    pub perplexity_tokens: usize,
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub sets: TextSetArgs,
     #[arg(long, value_enum)]
     pub prompt_format: Option<PromptFormat>,
 }

@@ -381,17 +381,43 @@ pub struct MeasureSettings {
     pub progress: bool,
 }
 
+/// The forget and retain examples, read from their JSONL files, and their encodings.
+struct TextSets {
+    forget_ex: Vec<TextExample>,
+    forget_enc: Vec<Encoded>,
+    retain_ex: Vec<TextExample>,
+    retain_enc: Vec<Encoded>,
+}
+
+impl TextSets {
+    fn read(m: &TextModelDir, forget: &Path, retain: &Path, format: PromptFormat) -> Result<Self> {
+        let forget_ex = data::read_jsonl(forget)?;
+        let retain_ex = data::read_jsonl(retain)?;
+        Ok(TextSets {
+            forget_enc: m.encode_all(&forget_ex, format)?,
+            retain_enc: m.encode_all(&retain_ex, format)?,
+            forget_ex,
+            retain_ex,
+        })
+    }
+}
+
 /// Metrics of `params` on the sets: answer probability and NLL, greedy ROUGE-L, perplexity.
 fn measure(
     m: &TextModelDir,
     params: &Params,
-    sets: (&[TextExample], &[Encoded], &[TextExample], &[Encoded]),
+    sets: &TextSets,
     eval_text: Option<&str>,
     job: &MeasureSettings,
     format: PromptFormat,
     label: &str,
 ) -> Result<(TextMetrics, Vec<Answered>, Vec<Answered>)> {
-    let (forget_ex, forget_enc, retain_ex, retain_enc) = sets;
+    let TextSets {
+        forget_ex,
+        forget_enc,
+        retain_ex,
+        retain_enc,
+    } = sets;
     let questions = forget_ex.len() + retain_ex.len();
     let bar = progress_bar(
         job.progress,
@@ -461,12 +487,15 @@ pub fn read_eval_text(path: &Path) -> Result<String> {
 /// Runs a text unlearning job. Returns the report; `passed` says whether every gate held.
 pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
     let mut m = TextModelDir::open(&job.model)?;
-    let forget_ex = data::read_jsonl(&job.forget_set)?;
-    let retain_ex = data::read_jsonl(&job.retain_set)?;
     let eval_text = job.eval_text.as_deref().map(read_eval_text).transpose()?;
     let format = m.prompt_format(job.prompt_format);
-    let forget_enc = m.encode_all(&forget_ex, format)?;
-    let retain_enc = m.encode_all(&retain_ex, format)?;
+    let sets = TextSets::read(&m, &job.forget_set, &job.retain_set, format)?;
+    let TextSets {
+        forget_ex,
+        forget_enc,
+        retain_ex,
+        retain_enc,
+    } = &sets;
     let refusals = forget_ex
         .iter()
         .map(|ex| {
@@ -484,12 +513,6 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
         Some(out) => Some(OutputDir::create(out, &[&m.checkpoint.dir], job.overwrite)?),
         None => None,
     };
-    let sets = (
-        forget_ex.as_slice(),
-        forget_enc.as_slice(),
-        retain_ex.as_slice(),
-        retain_enc.as_slice(),
-    );
     let settings = MeasureSettings {
         max_new_tokens: job.max_new_tokens,
         perplexity_tokens: job.perplexity_tokens,
@@ -498,14 +521,14 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
     let (before, forget_before, retain_before) = measure(
         &m,
         &m.params,
-        sets,
+        &sets,
         eval_text.as_deref(),
         &settings,
         format,
         "before",
     )?;
     let reference_log_probs: Vec<f32> =
-        answer_log_probs(&m.model, &m.params, &forget_enc, m.tokenizer.pad_id, 1.0, 8)?
+        answer_log_probs(&m.model, &m.params, forget_enc, m.tokenizer.pad_id, 1.0, 8)?
             .into_iter()
             .map(|(lp, _)| lp)
             .collect();
@@ -576,7 +599,7 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
     let (after, forget_after, retain_after) = measure(
         &m,
         &merged_params,
-        sets,
+        &sets,
         eval_text.as_deref(),
         &settings,
         format,
@@ -614,7 +637,7 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
                 library,
                 &m.model,
                 &merged_params,
-                &retain_enc,
+                retain_enc,
                 m.tokenizer.pad_id,
             )?);
         }
@@ -653,15 +676,7 @@ pub fn unlearn_text(job: &TextUnlearnJob) -> Result<TextReport> {
         passed,
     };
     if let Some(output) = output {
-        let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-        output.write_file(REPORT_FILE, &json)?;
-        for (name, bytes) in &job.attachments {
-            output.write_file(name, bytes)?;
-        }
-        output.commit()?;
-        if let Some(dir) = &control.state_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        crate::pipeline::finish_run(output, &report, &job.attachments, &control)?;
     }
     Ok(report)
 }
@@ -776,22 +791,13 @@ pub fn eval_text(
     settings: &MeasureSettings,
 ) -> Result<TextMetrics> {
     let m = TextModelDir::open(model)?;
-    let forget_ex = data::read_jsonl(forget_set)?;
-    let retain_ex = data::read_jsonl(retain_set)?;
     let text = eval_text.map(read_eval_text).transpose()?;
     let format = m.prompt_format(prompt_format);
-    let forget_enc = m.encode_all(&forget_ex, format)?;
-    let retain_enc = m.encode_all(&retain_ex, format)?;
-    let sets = (
-        forget_ex.as_slice(),
-        forget_enc.as_slice(),
-        retain_ex.as_slice(),
-        retain_enc.as_slice(),
-    );
+    let sets = TextSets::read(&m, forget_set, retain_set, format)?;
     Ok(measure(
         &m,
         &m.params,
-        sets,
+        &sets,
         text.as_deref(),
         settings,
         format,

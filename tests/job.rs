@@ -24,27 +24,20 @@ fn bytes(dir: &Path, file: &str) -> Vec<u8> {
     std::fs::read(dir.join(file)).unwrap()
 }
 
-#[test]
-fn the_documented_job_runs_and_its_resolved_job_repeats_it_bit_for_bit() {
-    let d = tempfile::tempdir().unwrap();
-    let job = job_in(d.path(), "");
+/// Runs `job` (its output in `dir`/out), checks that the resolved job holds each of `keys`,
+/// runs the resolved job again into `dir`/again, and checks that each of `files` comes out
+/// byte for byte the same. Returns the first run's report.
+fn run_and_repeat(dir: &Path, job: &Path, keys: &[&str], files: &[&str]) -> serde_json::Value {
     let o = lethe(&["run", job.to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = d.path().join("out");
+    let out = dir.join("out");
     let report: serde_json::Value = serde_json::from_slice(&bytes(&out, "report.json")).unwrap();
-    assert_eq!(report["passed"], true);
     let resolved = out.join("job.resolved.toml");
     let text = std::fs::read_to_string(&resolved).unwrap();
-    for key in [
-        "lambda0 = 5.0",
-        "batch_size = 128",
-        "lethe_version",
-        "sha256:",
-    ] {
+    for key in keys {
         assert!(text.contains(key), "resolved job lacks {key}:\n{text}");
     }
-
-    let again = d.path().join("again");
+    let again = dir.join("again");
     let o = lethe(&[
         "run",
         resolved.to_str().unwrap(),
@@ -53,12 +46,31 @@ fn the_documented_job_runs_and_its_resolved_job_repeats_it_bit_for_bit() {
         "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["model.safetensors", "model.onnx"] {
+    for f in files {
         assert!(
             bytes(&out, f) == bytes(&again, f),
             "{f} differs on the repeated run"
         );
     }
+    report
+}
+
+#[test]
+fn the_documented_job_runs_and_its_resolved_job_repeats_it_bit_for_bit() {
+    let d = tempfile::tempdir().unwrap();
+    let job = job_in(d.path(), "");
+    let report = run_and_repeat(
+        d.path(),
+        &job,
+        &[
+            "lambda0 = 5.0",
+            "batch_size = 128",
+            "lethe_version",
+            "sha256:",
+        ],
+        &["model.safetensors", "model.onnx"],
+    );
+    assert_eq!(report["passed"], true);
 }
 
 #[test]
@@ -167,42 +179,24 @@ fn text_job_in(dir: &Path, extra: &str) -> PathBuf {
 fn a_language_model_job_runs_gates_and_repeats_bit_for_bit() {
     let d = tempfile::tempdir().unwrap();
     let job = text_job_in(d.path(), "");
-    let o = lethe(&["run", job.to_str().unwrap(), "-q"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = d.path().join("out");
-    let report: serde_json::Value = serde_json::from_slice(&bytes(&out, "report.json")).unwrap();
+    let report = run_and_repeat(
+        d.path(),
+        &job,
+        &[
+            "lora_alpha = 8.0",
+            "npo_beta = 0.1",
+            "batch_size = 8",
+            "sha256:",
+        ],
+        &[
+            "model.safetensors",
+            "model.onnx",
+            "adapter/adapter_model.safetensors",
+            "adapter/adapter_config.json",
+        ],
+    );
     assert_eq!(report["schema"], "lethe.text-report.v1");
     assert_eq!(report["lora"]["rank"], 4);
-    let resolved = out.join("job.resolved.toml");
-    let text = std::fs::read_to_string(&resolved).unwrap();
-    for key in [
-        "lora_alpha = 8.0",
-        "npo_beta = 0.1",
-        "batch_size = 8",
-        "sha256:",
-    ] {
-        assert!(text.contains(key), "resolved job lacks {key}:\n{text}");
-    }
-    let again = d.path().join("again");
-    let o = lethe(&[
-        "run",
-        resolved.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for f in [
-        "model.safetensors",
-        "model.onnx",
-        "adapter/adapter_model.safetensors",
-        "adapter/adapter_config.json",
-    ] {
-        assert!(
-            bytes(&out, f) == bytes(&again, f),
-            "{f} differs on the repeated run"
-        );
-    }
 
     // A gate beyond reach: exit 3, report written.
     let d = tempfile::tempdir().unwrap();

@@ -162,7 +162,7 @@ impl Bert {
             let q = lin(ops, &x, format!("{p}.attention.self.query"))?;
             let k = lin(ops, &x, format!("{p}.attention.self.key"))?;
             let v = lin(ops, &x, format!("{p}.attention.self.value"))?;
-            let a = layout.attend(ops, i, &q, &k, &v, &bias, None)?;
+            let a = ops.attend(&layout, i, &q, &k, &v, &bias, None)?;
             let a = lin(ops, &a, format!("{p}.attention.output.dense"))?;
             let a = ops.add(&a, &x)?;
             x = ops::layer_norm(

@@ -158,7 +158,7 @@ impl Gpt2 {
             let q = ops.narrow_last(&qkv, 0, h)?;
             let k = ops.narrow_last(&qkv, h, h)?;
             let v = ops.narrow_last(&qkv, 2 * h, h)?;
-            let a = layout.attend(ops, i, &q, &k, &v, &bias, None)?;
+            let a = ops.attend(&layout, i, &q, &k, &v, &bias, None)?;
             let a = lin(ops, &a, format!("{p}.attn.c_proj"))?;
             x = ops.add(&x, &a)?;
             let m = ops::layer_norm(ops, &x, &format!("{p}.ln_2"), self.eps)?;

@@ -235,7 +235,7 @@ impl Llama {
             let q = lin(ops, &h, &format!("{p}.self_attn.q_proj"))?;
             let k = lin(ops, &h, &format!("{p}.self_attn.k_proj"))?;
             let v = lin(ops, &h, &format!("{p}.self_attn.v_proj"))?;
-            let a = heads.attend(ops, i, &q, &k, &v, &bias, Some(&rotary))?;
+            let a = ops.attend(&heads, i, &q, &k, &v, &bias, Some(&rotary))?;
             let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;
             x = ops.add(&x, &a)?;
             let h = ops::rms_norm(ops, &x, &format!("{p}.post_attention_layernorm"), self.eps)?;

@@ -6,12 +6,23 @@ use super::fused_attention::{Attention, RotaryRows};
 use super::ops::{self, AttentionPattern, HeadLayout, Ops, Rotary, MASKED};
 use super::Params;
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, TensorId, D};
+use std::sync::Arc;
 
 pub struct Eager<'a> {
     pub params: &'a Params,
     pub device: Device,
     cache: Option<&'a mut KvCache>,
+    /// The fused attention kernel's copies of the attention bias and rotary rows, made once per
+    /// forward pass: every layer gets the same tensors.
+    attention_inputs: Option<AttentionInputs>,
+}
+
+struct AttentionInputs {
+    /// Ids of the bias and cos tensors these copies were made from.
+    key: (TensorId, Option<TensorId>),
+    bias: Arc<Vec<f32>>,
+    rotary: Option<Arc<RotaryRows>>,
 }
 
 /// Keys and values of the tokens seen so far, for decoding one token at a time.
@@ -28,6 +39,7 @@ impl<'a> Eager<'a> {
             params,
             device: device.clone(),
             cache: None,
+            attention_inputs: None,
         }
     }
 
@@ -38,6 +50,7 @@ impl<'a> Eager<'a> {
             params,
             device: device.clone(),
             cache: Some(cache),
+            attention_inputs: None,
         }
     }
 
@@ -289,19 +302,28 @@ impl Ops for Eager<'_> {
         }
         let (b, t, _) = q.dims3()?;
         let s = k.dim(1)?;
-        let rows = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.flatten_all()?.to_vec1::<f32>()?) };
+        let key = (bias.id(), rotary.map(|r| r.cos.id()));
+        if self.attention_inputs.as_ref().is_none_or(|c| c.key != key) {
+            let rows = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.flatten_all()?.to_vec1::<f32>()?) };
+            self.attention_inputs = Some(AttentionInputs {
+                key,
+                bias: Arc::new(rows(&bias.broadcast_as((b, 1, 1, t, s))?)?),
+                rotary: match rotary {
+                    Some(r) => Some(Arc::new(RotaryRows {
+                        cos: rows(&r.cos)?,
+                        sin: rows(&r.sin)?,
+                    })),
+                    None => None,
+                },
+            });
+        }
+        let inputs = self.attention_inputs.as_ref().expect("set above");
         let op = Attention {
             heads: heads.heads,
             kv_heads: heads.kv_heads,
             head_dim: heads.head_dim,
-            bias: rows(&bias.broadcast_as((b, 1, 1, t, s))?)?,
-            rotary: match rotary {
-                Some(r) => Some(RotaryRows {
-                    cos: rows(&r.cos)?,
-                    sin: rows(&r.sin)?,
-                }),
-                None => None,
-            },
+            bias: inputs.bias.clone(),
+            rotary: inputs.rotary.clone(),
         };
         Ok(super::fused_attention::attention(op, q, k, v)?)
     }
@@ -485,7 +507,7 @@ mod tests {
             let bias = e.attention_bias(&mask, pattern).unwrap();
             let (q, k, v) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
             if fused {
-                heads.attend(e, 0, q, k, v, &bias, rot).unwrap()
+                e.attend(&heads, 0, q, k, v, &bias, rot).unwrap()
             } else {
                 heads.attend_composed(e, 0, q, k, v, &bias, rot).unwrap()
             }

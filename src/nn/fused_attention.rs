@@ -11,6 +11,7 @@ use super::fused::{values, with_values};
 use super::strided::{accumulate, product, product_to, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// cos and sin rows [T, D] of the sequence's positions ("rotate half" layout).
 pub struct RotaryRows {
@@ -22,9 +23,10 @@ pub struct Attention {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
-    /// Additive bias [B, T, S], row-major.
-    pub bias: Vec<f32>,
-    pub rotary: Option<RotaryRows>,
+    /// Additive bias [B, T, S], row-major. Shared by every layer of a forward pass, as are
+    /// the rotary rows.
+    pub bias: Arc<Vec<f32>>,
+    pub rotary: Option<Arc<RotaryRows>>,
 }
 
 /// Dimensions of one call: batch, query and key positions.

@@ -96,7 +96,8 @@ pub trait Ops {
         self.mul(&gate, up)
     }
 
-    /// Attention of layer `layer` on projected q, k, v [B, T, ·]; see [`HeadLayout::attend`].
+    /// Attention of layer `layer` on projected q, k, v [B, T, ·] with the heads of `heads`; see
+    /// [`HeadLayout::attend_composed`]. The backend may compute it as one fused operation.
     #[allow(clippy::too_many_arguments)]
     fn attend(
         &mut self,
@@ -240,24 +241,9 @@ impl HeadLayout {
         ops.reshape(&x, &[0, 0, -1])
     }
 
-    /// Attention of layer `layer` on projected q, k, v [B, T, ·]: heads split, rotary positions
-    /// applied when given, keys and values extended by the backend's cache, heads merged back.
-    /// The backend may compute it as one fused operation.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attend<O: Ops>(
-        &self,
-        ops: &mut O,
-        layer: usize,
-        q: &O::T,
-        k: &O::T,
-        v: &O::T,
-        bias: &O::T,
-        rotary: Option<&Rotary<O::T>>,
-    ) -> Result<O::T> {
-        ops.attend(self, layer, q, k, v, bias, rotary)
-    }
-
-    /// [`Self::attend`] from primitives.
+    /// Attention of layer `layer` on projected q, k, v [B, T, ·] from primitives: heads split,
+    /// rotary positions applied when given, keys and values extended by the backend's cache,
+    /// heads merged back. [`Ops::attend`] defaults to it.
     #[allow(clippy::too_many_arguments)]
     pub fn attend_composed<O: Ops>(
         &self,
