@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const REPORT_FILE: &str = "report.json";
+pub use crate::pipeline::REPORT_FILE;
 pub const ADAPTER_DIR: &str = "adapter";
 /// ONNX Runtime and candle logits of a text model must agree to this in f32, per unit of the
 /// largest |logit| above 1: float error grows with the logits' scale over a deep model
