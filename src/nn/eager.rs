@@ -77,16 +77,15 @@ impl Ops for Eager<'_> {
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (ra, rb) = (a.rank(), b.rank());
         if rb == 2 && ra >= 2 {
+            if !b.track_op() && fused::applies(a) && fused::applies(b) {
+                // A frozen weight: only the input needs a gradient.
+                return Ok(super::frozen::frozen_matmul(a, b)?);
+            }
             // x [.., K] · W [K, N]: one large matrix product over the flattened rows.
             let dims = a.dims().to_vec();
             let rows: usize = dims[..ra - 1].iter().product();
             let x = a.reshape((rows, dims[ra - 1]))?;
-            let y = if x.track_op() && !b.track_op() && fused::applies(&x) && fused::applies(b) {
-                // A frozen weight: only the input needs a gradient.
-                super::frozen::frozen_matmul(&x, b)?
-            } else {
-                x.matmul(b)?
-            };
+            let y = x.matmul(b)?;
             let mut out = dims;
             out[ra - 1] = b.dim(1)?;
             return Ok(y.reshape(out)?);
@@ -263,12 +262,7 @@ impl Ops for Eager<'_> {
         if !fits || w.track_op() || w.rank() != 2 || x.rank() < 2 {
             return ops::adapted_matmul_composed(self, x, w, a, b, scale);
         }
-        let mut dims = x.dims().to_vec();
-        let k = dims.pop().unwrap_or(0);
-        let rows: usize = dims.iter().product();
-        let y = super::frozen::frozen_lora_matmul(&x.reshape((rows, k))?, w, a, b, scale)?;
-        dims.push(w.dim(1)?);
-        Ok(y.reshape(dims)?)
+        Ok(super::frozen::frozen_lora_matmul(x, w, a, b, scale)?)
     }
 
     fn rms_norm(&mut self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {

@@ -48,6 +48,25 @@ impl Frozen {
     }
 }
 
+/// The rows of a [.., K] input taken as a matrix, and K. Taking the shape as it is, rather than
+/// reshaping to two dimensions and back, keeps two reshape nodes per product out of the autograd
+/// graph: candle's backward pass accumulates every node's gradient into a fresh zero tensor.
+fn rows_and_width(shape: &Shape) -> candle_core::Result<(usize, usize)> {
+    match shape.dims().split_last() {
+        Some((&k, rows)) if !rows.is_empty() => Ok((rows.iter().product(), k)),
+        _ => candle_core::bail!("frozen matmul: input of shape {shape:?}, not [.., K]"),
+    }
+}
+
+/// `shape` with its last dimension replaced by `n`.
+fn with_width(shape: &Shape, n: usize) -> Shape {
+    let mut dims = shape.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Shape::from(dims)
+}
+
 struct FrozenMatmul(Frozen);
 
 impl CustomOp1 for FrozenMatmul {
@@ -60,9 +79,12 @@ impl CustomOp1 for FrozenMatmul {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = layout.shape().dims2()?;
+        let (m, k) = rows_and_width(layout.shape())?;
         let y = self.0.forward(values(storage, layout)?, m, k)?;
-        Ok((CpuStorage::F32(y), Shape::from((m, self.0.weight.dim(1)?))))
+        Ok((
+            CpuStorage::F32(y),
+            with_width(layout.shape(), self.0.weight.dim(1)?),
+        ))
     }
 
     fn bwd(
@@ -71,13 +93,13 @@ impl CustomOp1 for FrozenMatmul {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let (m, k) = arg.dims2()?;
+        let (m, k) = rows_and_width(arg.shape())?;
         let gx = with_values(grad_res, |g| self.0.input_grad(g, m, k))?;
-        Ok(Some(Tensor::from_vec(gx, (m, k), arg.device())?))
+        Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
     }
 }
 
-/// x [M, K] · w [K, N] for a frozen `w` (not a variable, not computed from one), recording a
+/// x [.., K] · w [K, N] for a frozen `w` (not a variable, not computed from one), recording a
 /// backward pass for `x` only. f32 on the CPU.
 pub fn frozen_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?
@@ -104,7 +126,7 @@ impl CustomOp3 for FrozenLora {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = l1.shape().dims2()?;
+        let (m, k) = rows_and_width(l1.shape())?;
         let (r, ak) = l2.shape().dims2()?;
         let (n, br) = l3.shape().dims2()?;
         if ak != k || br != r || n != self.base.weight.dim(1)? {
@@ -126,7 +148,7 @@ impl CustomOp3 for FrozenLora {
             Mat::rows(b, n, r, r).t(),
             ALL,
         );
-        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+        Ok((CpuStorage::F32(y), with_width(l1.shape(), n)))
     }
 
     fn bwd(
@@ -137,7 +159,7 @@ impl CustomOp3 for FrozenLora {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let ((m, k), (r, _), (n, _)) = (x.dims2()?, a.dims2()?, b.dims2()?);
+        let ((m, k), (r, _), (n, _)) = (rows_and_width(x.shape())?, a.dims2()?, b.dims2()?);
         let s = self.scale;
         // With u = x·Aᵀ and gu = s·g·B:  gx = g·Wᵀ + gu·A,  gA = guᵀ·x,  gB = s·gᵀ·u.
         with_values(x, |xv| {
@@ -152,7 +174,7 @@ impl CustomOp3 for FrozenLora {
                         let gx = if x.track_op() {
                             let mut gx = self.base.input_grad(gv, m, k)?;
                             accumulate(&mut gx, gum, am, ALL);
-                            Some(Tensor::from_vec(gx, (m, k), x.device())?)
+                            Some(Tensor::from_vec(gx, x.shape(), x.device())?)
                         } else {
                             None
                         };
@@ -178,7 +200,7 @@ impl CustomOp3 for FrozenLora {
     }
 }
 
-/// x [M, K] · w [K, N] + scale·(x·aᵀ)·bᵀ for a frozen `w` and an adapter's a [r, K], b [N, r].
+/// x [.., K] · w [K, N] + scale·(x·aᵀ)·bᵀ for a frozen `w` and an adapter's a [r, K], b [N, r].
 /// f32 on the CPU.
 pub fn frozen_lora_matmul(
     x: &Tensor,

@@ -10,6 +10,8 @@ mod fused_attention;
 pub mod onnx;
 pub mod ops;
 mod params;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod strided;
 
 pub use block::{Block, ParamInit, ParamSpec};

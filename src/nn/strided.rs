@@ -1,6 +1,7 @@
-//! Strided views of f32 matrices and their products (the gemm crate, which candle's CPU backend
-//! uses too). The fused kernels multiply heads, transposes and weight views in place, where
-//! candle would first copy each operand into a contiguous tensor.
+//! Strided views of f32 matrices and their products: lethe's own packed kernels
+//! ([`super::sgemm`]) on x86-64 CPUs with AVX2 and FMA, the gemm crate (candle's) elsewhere. The
+//! fused kernels multiply heads, transposes and weight views in place, where candle would first
+//! copy each operand into a contiguous tensor.
 
 use std::marker::PhantomData;
 
@@ -9,11 +10,11 @@ use std::marker::PhantomData;
 /// products below are safe to call.
 #[derive(Clone, Copy)]
 pub struct Mat<'a> {
-    ptr: *const f32,
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
+    pub(super) ptr: *const f32,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
     data: PhantomData<&'a [f32]>,
 }
 
@@ -80,6 +81,14 @@ pub unsafe fn product_to(
     threads: Threads,
 ) {
     assert_eq!(lhs.cols, rhs.rows, "inner dimensions of a product");
+    #[cfg(target_arch = "x86_64")]
+    if super::sgemm::supported() {
+        let threads = match threads {
+            Threads::This => 1,
+            Threads::All => rayon::current_num_threads(),
+        };
+        return super::sgemm::product(dst, dst_rs, accumulate, lhs, rhs, threads);
+    }
     let parallelism = match threads {
         Threads::This => gemm::Parallelism::None,
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
