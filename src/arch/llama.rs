@@ -238,12 +238,20 @@ impl Llama {
             let a = ops.attend(&heads, i, &q, &k, &v, &bias, Some(&rotary))?;
             let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;
             x = ops.add(&x, &a)?;
-            let h = ops::rms_norm(ops, &x, &format!("{p}.post_attention_layernorm"), self.eps)?;
-            let gate = lin(ops, &h, &format!("{p}.mlp.gate_proj"))?;
-            let up = lin(ops, &h, &format!("{p}.mlp.up_proj"))?;
-            let m = ops.swiglu(&gate, &up)?;
-            let m = lin(ops, &m, &format!("{p}.mlp.down_proj"))?;
-            x = ops.add(&x, &m)?;
+            let norm = format!("{p}.post_attention_layernorm");
+            let mlp = ["gate_proj", "up_proj", "down_proj"].map(|m| format!("{p}.mlp.{m}"));
+            if mlp.iter().all(|m| ops::is_plain_linear(ops, m)) {
+                let norm = ops.param(&format!("{norm}.weight"))?;
+                let [gate, up, down] = mlp.map(|m| ops.param(&format!("{m}.weight")));
+                x = ops.residual_gated_mlp(&x, &norm, &gate?, &up?, &down?, self.eps)?;
+            } else {
+                let h = ops::rms_norm(ops, &x, &norm, self.eps)?;
+                let gate = lin(ops, &h, &mlp[0])?;
+                let up = lin(ops, &h, &mlp[1])?;
+                let m = ops.swiglu(&gate, &up)?;
+                let m = lin(ops, &m, &mlp[2])?;
+                x = ops.add(&x, &m)?;
+            }
         }
         ops::rms_norm(ops, &x, "model.norm", self.eps)
     }

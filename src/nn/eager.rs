@@ -279,6 +279,23 @@ impl Ops for Eager<'_> {
         Ok(gate.silu()?.mul(up)?)
     }
 
+    fn residual_gated_mlp(
+        &mut self,
+        x: &Tensor,
+        norm: &Tensor,
+        gate: &Tensor,
+        up: &Tensor,
+        down: &Tensor,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let weights = [norm, gate, up, down];
+        let frozen = weights.iter().all(|w| !w.track_op() && fused::applies(w));
+        if frozen && fused::applies(x) && [gate, up, down].iter().all(|w| w.rank() == 2) {
+            return Ok(super::fused_mlp::gated_mlp(x, norm, gate, up, down, eps)?);
+        }
+        ops::residual_gated_mlp_composed(self, x, norm, gate, up, down, eps)
+    }
+
     fn attend(
         &mut self,
         heads: &HeadLayout,
@@ -466,6 +483,46 @@ mod tests {
                 ops::adapted_matmul_composed(e, xt, &w_t, at, bt, 2.0).unwrap()
             }
         });
+    }
+
+    #[test]
+    fn fused_gated_mlp_matches_primitives() {
+        let x = random(&[2, 5, 16], 20);
+        let frozen = |shape: &[usize], seed| random(shape, seed).as_tensor().detach();
+        let (norm, gate, up, down) = (
+            frozen(&[16], 21),
+            frozen(&[24, 16], 22),
+            frozen(&[24, 16], 23),
+            frozen(&[16, 24], 24),
+        );
+        check(&[&x], 1e-5, |e, fused| {
+            let xt = x.as_tensor();
+            if fused {
+                e.residual_gated_mlp(xt, &norm, &gate, &up, &down, 1e-5)
+                    .unwrap()
+            } else {
+                ops::residual_gated_mlp_composed(e, xt, &norm, &gate, &up, &down, 1e-5).unwrap()
+            }
+        });
+    }
+
+    #[test]
+    fn a_gated_mlp_with_trainable_weights_gives_them_gradients() {
+        let x = random(&[2, 3, 8], 30);
+        let gate = random(&[12, 8], 31);
+        let (norm, up, down) = (
+            random(&[8], 32).as_tensor().detach(),
+            random(&[12, 8], 33).as_tensor().detach(),
+            random(&[8, 12], 34).as_tensor().detach(),
+        );
+        let params = Params::new();
+        let mut eager = Eager::new(&params, &Device::Cpu);
+        let y = eager
+            .residual_gated_mlp(x.as_tensor(), &norm, gate.as_tensor(), &up, &down, 1e-5)
+            .unwrap();
+        let grads = probe(&y).backward().unwrap();
+        assert!(grads.get(gate.as_tensor()).is_some());
+        assert!(grads.get(x.as_tensor()).is_some());
     }
 
     fn attention_case(pattern: AttentionPattern, rotary: bool) {

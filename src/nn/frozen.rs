@@ -12,8 +12,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tens
 const ALL: Threads = Threads::All;
 
 /// A frozen weight [K, N], possibly a transposed view of its storage.
-struct Frozen {
-    weight: Tensor,
+pub(super) struct Frozen {
+    pub(super) weight: Tensor,
 }
 
 impl Frozen {
@@ -37,12 +37,46 @@ impl Frozen {
     }
 
     /// y [m, n] = x [m, k] · W.
-    fn forward(&self, x: &[f32], m: usize, k: usize) -> candle_core::Result<Vec<f32>> {
+    pub(super) fn forward(&self, x: &[f32], m: usize, k: usize) -> candle_core::Result<Vec<f32>> {
         self.with_view(k, |w| Ok(product(Mat::rows(x, m, k, k), w, ALL)))
     }
 
+    /// y [m, n] += x [m, k] · W.
+    pub(super) fn forward_onto(
+        &self,
+        y: &mut [f32],
+        x: &[f32],
+        m: usize,
+        k: usize,
+    ) -> candle_core::Result<()> {
+        self.with_view(k, |w| {
+            accumulate(y, Mat::rows(x, m, k, k), w, ALL);
+            Ok(())
+        })
+    }
+
+    /// gx [m, k] += g [m, n] · Wᵀ.
+    pub(super) fn input_grad_onto(
+        &self,
+        gx: &mut [f32],
+        g: &[f32],
+        m: usize,
+        k: usize,
+    ) -> candle_core::Result<()> {
+        let n = self.weight.dim(1)?;
+        self.with_view(k, |w| {
+            accumulate(gx, Mat::rows(g, m, n, n), w.t(), ALL);
+            Ok(())
+        })
+    }
+
     /// gx [m, k] = g [m, n] · Wᵀ.
-    fn input_grad(&self, g: &[f32], m: usize, k: usize) -> candle_core::Result<Vec<f32>> {
+    pub(super) fn input_grad(
+        &self,
+        g: &[f32],
+        m: usize,
+        k: usize,
+    ) -> candle_core::Result<Vec<f32>> {
         let n = self.weight.dim(1)?;
         self.with_view(k, |w| Ok(product(Mat::rows(g, m, n, n), w.t(), ALL)))
     }

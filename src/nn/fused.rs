@@ -65,7 +65,7 @@ pub(super) fn rows_per_task(width: usize) -> usize {
     (16_384 / width.max(1)).max(1)
 }
 
-fn inv_rms(x: &[f32], eps: f32) -> f32 {
+pub(super) fn inv_rms(x: &[f32], eps: f32) -> f32 {
     let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
     1.0 / (ms + eps).sqrt()
 }
@@ -173,7 +173,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor>
         .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
 }
 
-fn sigmoid(a: f32) -> f32 {
+pub(super) fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + exp(-a))
 }
 

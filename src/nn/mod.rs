@@ -7,6 +7,7 @@ pub mod eager;
 mod frozen;
 mod fused;
 mod fused_attention;
+mod fused_mlp;
 pub mod onnx;
 pub mod ops;
 mod params;

@@ -96,6 +96,24 @@ pub trait Ops {
         self.mul(&gate, up)
     }
 
+    /// x + down(SiLU(gate(n))·up(n)) with n = RMSNorm(x)·norm: the feed-forward half of a
+    /// Llama-family block, its three projections plain linear layers with [out, in] weights.
+    #[allow(clippy::too_many_arguments)]
+    fn residual_gated_mlp(
+        &mut self,
+        x: &Self::T,
+        norm: &Self::T,
+        gate: &Self::T,
+        up: &Self::T,
+        down: &Self::T,
+        eps: f64,
+    ) -> Result<Self::T>
+    where
+        Self: Sized,
+    {
+        residual_gated_mlp_composed(self, x, norm, gate, up, down, eps)
+    }
+
     /// Attention of layer `layer` on projected q, k, v [B, T, ·] with the heads of `heads`; see
     /// [`HeadLayout::attend_composed`]. The backend may compute it as one fused operation.
     #[allow(clippy::too_many_arguments)]
@@ -159,6 +177,32 @@ pub fn linear<O: Ops>(
         y = ops.add(&y, &b)?;
     }
     Ok(y)
+}
+
+/// Whether `{prefix}` is a plain linear layer: no bias, no LoRA adapter.
+pub fn is_plain_linear<O: Ops>(ops: &O, prefix: &str) -> bool {
+    !ops.has_param(&format!("{prefix}.bias")) && !ops.has_param(&format!("{prefix}.lora_A.weight"))
+}
+
+/// [`Ops::residual_gated_mlp`] from primitives.
+pub fn residual_gated_mlp_composed<O: Ops>(
+    ops: &mut O,
+    x: &O::T,
+    norm: &O::T,
+    gate: &O::T,
+    up: &O::T,
+    down: &O::T,
+    eps: f64,
+) -> Result<O::T> {
+    let n = ops.rms_norm(x, norm, eps)?;
+    let gate_t = ops.permute(gate, &[1, 0])?;
+    let g = ops.matmul(&n, &gate_t)?;
+    let up_t = ops.permute(up, &[1, 0])?;
+    let u = ops.matmul(&n, &up_t)?;
+    let s = ops.swiglu(&g, &u)?;
+    let down_t = ops.permute(down, &[1, 0])?;
+    let d = ops.matmul(&s, &down_t)?;
+    ops.add(x, &d)
 }
 
 /// [`Ops::adapted_matmul`] from primitives.

@@ -153,7 +153,7 @@ unsafe fn block(
                             if mr == MR && nr == NR {
                                 kernel(kc, a, b, c, dst_rs, add);
                             } else {
-                                edge(kc, a, b, c, dst_rs, add, mr, nr);
+                                edge(kc, a, b, c, dst_rs, add, (mr, nr));
                             }
                         }
                     }
@@ -313,7 +313,8 @@ unsafe fn transpose_rows(src: [*const f32; MR], p: usize, dst: *mut f32) {
     }
 }
 
-/// A partial tile: the kernel's full tile in a scratch block, then its valid part.
+/// A partial tile of `size` rows × columns: the kernel's full tile in a scratch block, then its
+/// valid part.
 unsafe fn edge(
     kc: usize,
     a: *const f32,
@@ -321,8 +322,7 @@ unsafe fn edge(
     c: *mut f32,
     ldc: usize,
     add: bool,
-    mr: usize,
-    nr: usize,
+    (mr, nr): (usize, usize),
 ) {
     let mut tile = [0f32; MR * NR];
     kernel(kc, a, b, tile.as_mut_ptr(), NR, false);
