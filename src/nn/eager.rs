@@ -525,18 +525,24 @@ mod tests {
         assert!(grads.get(x.as_tensor()).is_some());
     }
 
-    fn attention_case(pattern: AttentionPattern, rotary: bool) {
+    fn attention_case(pattern: AttentionPattern, rotary: bool, t: usize) {
         let heads = HeadLayout {
             heads: 4,
             kv_heads: 2,
             head_dim: 8,
         };
-        let (b, t) = (3, 6);
+        let b = 3;
         let q = random(&[b, t, 32], 5);
         let k = random(&[b, t, 16], 6);
         let v = random(&[b, t, 16], 7);
         // Left padding in one row, right padding in another.
-        let mask: Vec<u32> = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]].concat();
+        let mask: Vec<u32> = (0..b * t)
+            .map(|i| match (i / t, i % t) {
+                (0, j) => u32::from(j >= 2),
+                (2, j) => u32::from(j + 2 < t),
+                _ => 1,
+            })
+            .collect();
         let mask = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
         let angles: Vec<f32> = (0..t * 8)
             .map(|i| (i / 8) as f32 * 0.3 * (1 + i % 4) as f32)
@@ -567,8 +573,12 @@ mod tests {
 
     #[test]
     fn fused_attention_matches_primitives() {
-        attention_case(AttentionPattern::Causal { window: None }, true);
-        attention_case(AttentionPattern::Causal { window: Some(3) }, true);
-        attention_case(AttentionPattern::Bidirectional, false);
+        attention_case(AttentionPattern::Causal { window: None }, true, 6);
+        attention_case(AttentionPattern::Causal { window: Some(3) }, true, 6);
+        attention_case(AttentionPattern::Bidirectional, false, 6);
+        // Long enough for several query blocks, where causal blocks skip the later keys.
+        attention_case(AttentionPattern::Causal { window: None }, true, 101);
+        attention_case(AttentionPattern::Causal { window: Some(30) }, false, 101);
+        attention_case(AttentionPattern::Bidirectional, true, 101);
     }
 }

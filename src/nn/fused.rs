@@ -4,6 +4,7 @@
 //! memory-bound kernel per primitive. Fused, each keeps only its inputs and reads them once.
 //! Attention has its own module, [`super::fused_attention`].
 
+use super::simd;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -66,7 +67,7 @@ pub(super) fn rows_per_task(width: usize) -> usize {
 }
 
 pub(super) fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let ms = simd::sum_squares(x) / x.len() as f32;
     1.0 / (ms + eps).sqrt()
 }
 
@@ -127,8 +128,7 @@ impl CustomOp2 for RmsNorm {
                                     gx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h))
                                 {
                                     let r = inv_rms(x, eps);
-                                    let dot: f32 =
-                                        g.iter().zip(wv).zip(x).map(|((g, w), x)| g * w * x).sum();
+                                    let dot = simd::dot3(g, wv, x);
                                     let c = r * r * r * dot / h as f32;
                                     for i in 0..h {
                                         gx[i] = r * g[i] * wv[i] - x[i] * c;
@@ -196,11 +196,7 @@ impl CustomOp2 for SwiGlu {
         let mut y = vec![0f32; gate.len()];
         y.par_chunks_mut(chunk)
             .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-            .for_each(|(y, (a, u))| {
-                for ((y, a), u) in y.iter_mut().zip(a).zip(u) {
-                    *y = a * sigmoid(*a) * u;
-                }
-            });
+            .for_each(|(y, (a, u))| simd::silu_mul(y, a, u));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -216,19 +212,12 @@ impl CustomOp2 for SwiGlu {
         with_values(gate, |a| {
             with_values(up, |u| {
                 with_values(grad, |g| {
-                    let mut ga = vec![0f32; a.len()];
+                    let mut ga = g.to_vec();
                     let mut gu = vec![0f32; a.len()];
                     ga.par_chunks_mut(chunk)
                         .zip(gu.par_chunks_mut(chunk))
                         .zip(a.par_chunks(chunk).zip(u.par_chunks(chunk)))
-                        .zip(g.par_chunks(chunk))
-                        .for_each(|(((ga, gu), (a, u)), g)| {
-                            for i in 0..a.len() {
-                                let s = sigmoid(a[i]);
-                                ga[i] = g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s));
-                                gu[i] = g[i] * a[i] * s;
-                            }
-                        });
+                        .for_each(|((ga, gu), (a, u))| simd::silu_mul_backward(ga, gu, a, u));
                     Ok((
                         Some(Tensor::from_vec(ga, gate.shape(), gate.device())?),
                         Some(Tensor::from_vec(gu, up.shape(), up.device())?),
@@ -252,13 +241,6 @@ struct TargetLogProbs {
     targets: Vec<u32>,
 }
 
-/// max and log Σ exp of a row.
-fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|v| exp(v - max)).sum();
-    (max, max + sum.ln())
-}
-
 impl CustomOp1 for TargetLogProbs {
     fn name(&self) -> &'static str {
         "fused-target-log-probs"
@@ -275,7 +257,7 @@ impl CustomOp1 for TargetLogProbs {
         let out: Vec<f32> = logits
             .par_chunks(vocab)
             .zip(self.targets.par_iter())
-            .map(|(row, &t)| row[t as usize] - log_sum_exp(row).1)
+            .map(|(row, &t)| row[t as usize] - simd::log_sum_exp(row).1)
             .collect();
         Ok((CpuStorage::F32(out), candle_core::Shape::from(n)))
     }
@@ -295,10 +277,8 @@ impl CustomOp1 for TargetLogProbs {
                     .zip(x.par_chunks(vocab))
                     .zip(g.par_iter().zip(self.targets.par_iter()))
                     .for_each(|((gl, x), (&g, &t))| {
-                        let (_, lse) = log_sum_exp(x);
-                        for (o, x) in gl.iter_mut().zip(x) {
-                            *o = -g * exp(x - lse);
-                        }
+                        let (_, lse) = simd::log_sum_exp(x);
+                        simd::scaled_exp(gl, x, lse, -g);
                         gl[t as usize] += g;
                     });
                 Ok(gl)

@@ -11,7 +11,13 @@ use super::fused::{values, with_values};
 use super::strided::{accumulate, product, product_to, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
+
+/// Query rows per block of products: a causal block stops at its last visible key.
+const QUERY_BLOCK: usize = 48;
+/// Bias values below this mark masked keys (the mask adds [`super::ops::MASKED`], once or twice).
+const MASKED_LIMIT: f32 = (super::ops::MASKED / 2.0) as f32;
 
 /// cos and sin rows [T, D] of the sequence's positions ("rotate half" layout).
 pub struct RotaryRows {
@@ -110,28 +116,51 @@ impl Attention {
         out
     }
 
-    /// Attention probabilities [T, S] of query rows `qr` against key rows `kr` in batch `b`.
-    fn probabilities(&self, dims: Dims, b: usize, qr: &[f32], kr: &[f32]) -> Vec<f32> {
+    /// Blocks of query rows with the number of leading keys each block sees: one past the last
+    /// unmasked key of any of its rows. Under a causal mask the early blocks skip the later keys,
+    /// whose probabilities are exactly 0 (a row with every key masked attends to all of them).
+    fn blocks(&self, dims: Dims, b: usize) -> Vec<(Range<usize>, usize)> {
+        let (t, s) = (dims.t, dims.s);
+        let visible = self.bias[b * t * s..][..t * s]
+            .chunks(s)
+            .map(|row| {
+                row.iter()
+                    .rposition(|&v| v > MASKED_LIMIT)
+                    .map_or(s, |j| j + 1)
+            })
+            .collect::<Vec<_>>();
+        if visible.iter().all(|&e| e == s) {
+            return vec![(0..t, s)];
+        }
+        (0..t)
+            .step_by(QUERY_BLOCK)
+            .map(|r0| {
+                let rows = r0..(r0 + QUERY_BLOCK).min(t);
+                let keys = visible[rows.clone()].iter().copied().max().unwrap_or(s);
+                (rows, keys)
+            })
+            .collect()
+    }
+
+    /// Attention probabilities [rows, keys] of query rows `qr` [T, D] against the first `keys`
+    /// key rows `kr` in batch `b`.
+    fn probabilities(
+        &self,
+        dims: Dims,
+        b: usize,
+        (rows, keys): (&Range<usize>, usize),
+        qr: &[f32],
+        kr: &[f32],
+    ) -> Vec<f32> {
         let (t, s, d) = (dims.t, dims.s, self.head_dim);
         let mut p = product(
-            Mat::rows(qr, t, d, d),
-            Mat::rows(kr, s, d, d).t(),
+            Mat::rows(&qr[rows.start * d..], rows.len(), d, d),
+            Mat::rows(kr, keys, d, d).t(),
             Threads::This,
         );
-        let bias = &self.bias[b * t * s..][..t * s];
-        for (row, bias) in p.chunks_mut(s).zip(bias.chunks(s)) {
-            let mut max = f32::NEG_INFINITY;
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-                max = max.max(*v);
-            }
-            let mut sum = 0f32;
-            for v in row.iter_mut() {
-                *v = super::fused::exp(*v - max);
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|v| *v *= inv);
+        let bias = &self.bias[(b * t + rows.start) * s..][..rows.len() * s];
+        for (row, bias) in p.chunks_mut(keys).zip(bias.chunks(s)) {
+            super::simd::softmax_biased(row, &bias[..keys]);
         }
         p
     }
@@ -150,16 +179,20 @@ impl Attention {
             .for_each(|task| {
                 let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
                 let kr = self.head_rows(k, b, dims.s, kw, kv * d, 1.0);
-                let v_head = Mat::rows(&v[b * dims.s * kw + kv * d..], dims.s, d, kw);
+                let v_rows = &v[b * dims.s * kw + kv * d..];
+                let blocks = self.blocks(dims, b);
                 for h in kv * g..(kv + 1) * g {
                     let qr = self.head_rows(q, b, dims.t, qw, h * d, self.scale());
-                    let p = self.probabilities(dims, b, &qr, &kr);
-                    let p = Mat::rows(&p, dims.t, dims.s, dims.s);
-                    // Safety: task (b, kv) alone writes the rows of batch b in the columns of
-                    // head h of kv's group, all inside `out`.
-                    unsafe {
-                        let o = dst.at(b * dims.t * qw + h * d);
-                        product_to(o, qw, false, p, v_head, Threads::This);
+                    for (rows, keys) in &blocks {
+                        let p = self.probabilities(dims, b, (rows, *keys), &qr, &kr);
+                        let p = Mat::rows(&p, rows.len(), *keys, *keys);
+                        let v_head = Mat::rows(v_rows, *keys, d, kw);
+                        // Safety: task (b, kv) alone writes the rows of batch b in the columns
+                        // of head h of kv's group, all inside `out`.
+                        unsafe {
+                            let o = dst.at((b * dims.t + rows.start) * qw + h * d);
+                            product_to(o, qw, false, p, v_head, Threads::This);
+                        }
                     }
                 }
             });
@@ -184,38 +217,47 @@ impl Attention {
             .for_each(|task| {
                 let (b, kv) = (task / self.kv_heads, task % self.kv_heads);
                 let kr = self.head_rows(k, b, s, kw, kv * d, 1.0);
-                let v_head = Mat::rows(&v[b * s * kw + kv * d..], s, d, kw);
-                let krm = Mat::rows(&kr, s, d, d);
+                let v_rows = &v[b * s * kw + kv * d..];
+                let blocks = self.blocks(dims, b);
                 let mut gkr = vec![0f32; s * d];
                 let mut gv_head = vec![0f32; s * d];
                 let mut row = vec![0f32; d];
                 for h in kv * g..(kv + 1) * g {
                     let qr = self.head_rows(q, b, t, qw, h * d, self.scale());
-                    let mut p = self.probabilities(dims, b, &qr, &kr);
-                    let go_head = Mat::rows(&go[b * t * qw + h * d..], t, d, qw);
-                    // gv += pᵀ·go;  gp = go·vᵀ
-                    accumulate(
-                        &mut gv_head,
-                        Mat::rows(&p, t, s, s).t(),
-                        go_head,
-                        Threads::This,
-                    );
-                    let gp = product(go_head, v_head.t(), Threads::This);
-                    // Softmax backward, in place: gs = p ⊙ (gp − Σ_j gp_j p_j).
-                    for (pr, gr) in p.chunks_mut(s).zip(gp.chunks(s)) {
-                        let dot: f32 = pr.iter().zip(gr).map(|(p, g)| p * g).sum();
-                        pr.iter_mut().zip(gr).for_each(|(p, g)| *p *= g - dot);
-                    }
-                    let gs = Mat::rows(&p, t, s, s);
-                    // gqr = gs·kr;  gkr += gsᵀ·qr
-                    let gqr = product(gs, krm, Threads::This);
-                    accumulate(&mut gkr, gs.t(), Mat::rows(&qr, t, d, d), Threads::This);
-                    for pos in 0..t {
-                        self.unrotate_into(&gqr[pos * d..][..d], pos, self.scale(), &mut row);
-                        // Safety: task (b, kv) alone writes batch b's columns of head h.
-                        unsafe {
-                            let dst = gq_p.at((b * t + pos) * qw + h * d);
-                            std::ptr::copy_nonoverlapping(row.as_ptr(), dst, d);
+                    for (rows, keys) in &blocks {
+                        let (n, keys) = (rows.len(), *keys);
+                        let mut p = self.probabilities(dims, b, (rows, keys), &qr, &kr);
+                        let go_head = Mat::rows(&go[(b * t + rows.start) * qw + h * d..], n, d, qw);
+                        let v_head = Mat::rows(v_rows, keys, d, kw);
+                        // gv += pᵀ·go;  gp = go·vᵀ
+                        accumulate(
+                            &mut gv_head[..keys * d],
+                            Mat::rows(&p, n, keys, keys).t(),
+                            go_head,
+                            Threads::This,
+                        );
+                        let gp = product(go_head, v_head.t(), Threads::This);
+                        // Softmax backward, in place: gs = p ⊙ (gp − Σ_j gp_j p_j).
+                        for (pr, gr) in p.chunks_mut(keys).zip(gp.chunks(keys)) {
+                            let dot: f32 = pr.iter().zip(gr).map(|(p, g)| p * g).sum();
+                            pr.iter_mut().zip(gr).for_each(|(p, g)| *p *= g - dot);
+                        }
+                        let gs = Mat::rows(&p, n, keys, keys);
+                        // gqr = gs·kr;  gkr += gsᵀ·qr
+                        let gqr = product(gs, Mat::rows(&kr, keys, d, d), Threads::This);
+                        accumulate(
+                            &mut gkr[..keys * d],
+                            gs.t(),
+                            Mat::rows(&qr[rows.start * d..], n, d, d),
+                            Threads::This,
+                        );
+                        for (i, pos) in rows.clone().enumerate() {
+                            self.unrotate_into(&gqr[i * d..][..d], pos, self.scale(), &mut row);
+                            // Safety: task (b, kv) alone writes batch b's columns of head h.
+                            unsafe {
+                                let dst = gq_p.at((b * t + pos) * qw + h * d);
+                                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, d);
+                            }
                         }
                     }
                 }

@@ -8,7 +8,8 @@
 //! and the operation keeps only the two projections, which the backward pass needs.
 
 use super::frozen::Frozen;
-use super::fused::{inv_rms, rows_per_task, sigmoid, values, with_values};
+use super::fused::{inv_rms, rows_per_task, values, with_values};
+use super::simd;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -69,11 +70,7 @@ impl CustomOp1 for GatedMlp {
         let mut s = vec![0f32; gate.len()];
         s.par_chunks_mut(chunk)
             .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-            .for_each(|(s, (a, u))| {
-                for ((s, a), u) in s.iter_mut().zip(a).zip(u) {
-                    *s = a * sigmoid(*a) * u;
-                }
-            });
+            .for_each(|(s, (a, u))| simd::silu_mul(s, a, u));
         // The residual sum: the down projection accumulates onto a copy of x.
         let mut y = x.to_vec();
         self.down.forward_onto(&mut y, &s, m, f)?;
@@ -103,14 +100,7 @@ impl CustomOp1 for GatedMlp {
                     .par_chunks_mut(chunk)
                     .zip(g_up.par_chunks_mut(chunk))
                     .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-                    .for_each(|((ga, gu), (a, u))| {
-                        for i in 0..a.len() {
-                            let s = sigmoid(a[i]);
-                            let g = ga[i];
-                            ga[i] = g * u[i] * s * (1.0 + a[i] * (1.0 - s));
-                            gu[i] = g * a[i] * s;
-                        }
-                    });
+                    .for_each(|((ga, gu), (a, u))| simd::silu_mul_backward(ga, gu, a, u));
                 // Both projections read n: their input gradients add up in one buffer.
                 let mut gn = self.gate.input_grad(&g_gate, m, h)?;
                 drop(g_gate);

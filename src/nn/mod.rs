@@ -13,6 +13,7 @@ pub mod ops;
 mod params;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
+mod simd;
 mod strided;
 
 pub use block::{Block, ParamInit, ParamSpec};
