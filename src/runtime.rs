@@ -22,3 +22,14 @@ pub fn tune_for_training() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
     }
 }
+
+/// Returns the heap memory that training freed to the kernel. With mappings off, the step buffers
+/// stay in the heap for reuse; once training ends, the phases that follow (metrics, export, the
+/// ONNX Runtime check) would otherwise add their peak on top of them.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Safety: malloc_trim only gives free heap pages back to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -71,6 +71,24 @@ pub(super) fn inv_rms(x: &[f32], eps: f32) -> f32 {
     1.0 / (ms + eps).sqrt()
 }
 
+/// RMSNorm(x)·w over rows of w's length.
+pub(super) fn normalize(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let h = w.len();
+    let rows = rows_per_task(h) * h;
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .for_each(|(y, x)| {
+            for (y, x) in y.chunks_mut(h).zip(x.chunks(h)) {
+                let r = inv_rms(x, eps);
+                for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            }
+        });
+    y
+}
+
 struct RmsNorm {
     eps: f32,
 }
@@ -88,20 +106,10 @@ impl CustomOp2 for RmsNorm {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
         let (x, w) = (values(s1, l1)?, values(s2, l2)?);
-        let h = w.len();
-        let rows = rows_per_task(h) * h;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(rows)
-            .zip(x.par_chunks(rows))
-            .for_each(|(y, x)| {
-                for (y, x) in y.chunks_mut(h).zip(x.chunks(h)) {
-                    let r = inv_rms(x, self.eps);
-                    for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
-                        *y = x * r * w;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((
+            CpuStorage::F32(normalize(x, w, self.eps)),
+            l1.shape().clone(),
+        ))
     }
 
     fn bwd(

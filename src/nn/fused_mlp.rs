@@ -8,7 +8,7 @@
 //! and the operation keeps only the two projections, which the backward pass needs.
 
 use super::frozen::Frozen;
-use super::fused::{inv_rms, rows_per_task, values, with_values};
+use super::fused::{inv_rms, normalize, rows_per_task, values, with_values};
 use super::simd;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -25,24 +25,6 @@ pub struct GatedMlp {
     keep: bool,
     /// gate(n) and up(n) [rows, intermediate] from the forward pass.
     saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
-}
-
-/// n = RMSNorm(x)·w, row by row.
-fn normalize(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
-    let h = w.len();
-    let rows = rows_per_task(h) * h;
-    let mut n = vec![0f32; x.len()];
-    n.par_chunks_mut(rows)
-        .zip(x.par_chunks(rows))
-        .for_each(|(n, x)| {
-            for (n, x) in n.chunks_mut(h).zip(x.chunks(h)) {
-                let r = inv_rms(x, eps);
-                for ((n, x), w) in n.iter_mut().zip(x).zip(w) {
-                    *n = x * r * w;
-                }
-            }
-        });
-    n
 }
 
 impl CustomOp1 for GatedMlp {

@@ -3,12 +3,11 @@
 //! into panels of 6 rows that stay in L2, and a kernel keeps a 6 × 16 block of the result in twelve
 //! vector registers while it streams both panels. Weights stored [out, in] and read transposed
 //! are packed with 8 × 8 register transposes. Each thread packs its own operands and computes a
-//! band of the result, so threads never wait on one another within a product. On a training
-//! step's shapes on two cores this ran 5–30 % faster than the gemm crate (docs/benchmarks.md).
+//! band of the result, so threads never wait on one another within a product. It made a LoRA
+//! training step on two cores 7–8 % faster than the gemm crate did (docs/benchmarks.md).
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use super::strided::Mat;
 
@@ -37,8 +36,7 @@ impl Mat<'_> {
 
 /// Whether this CPU runs the kernels here.
 pub fn supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    super::simd::avx2()
 }
 
 /// A raw result pointer that may cross to rayon's threads: each task writes a disjoint block.

@@ -289,6 +289,7 @@ pub fn run(
     }
     log.wall_seconds = wall_before + start.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    crate::runtime::release_freed_memory();
     Ok(log)
 }
 
