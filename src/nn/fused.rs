@@ -185,6 +185,28 @@ pub(super) fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + exp(-a))
 }
 
+/// SiLU(a)·u, element by element over rayon's threads.
+pub(super) fn silu_mul(a: &[f32], u: &[f32]) -> Vec<f32> {
+    let chunk = rows_per_task(1);
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(u.par_chunks(chunk)))
+        .for_each(|(y, (a, u))| simd::silu_mul(y, a, u));
+    y
+}
+
+/// The gradients of SiLU(a)·u for the output gradient in `g`: g becomes the gradient of a, and
+/// the gradient of u is returned.
+pub(super) fn silu_mul_backward(g: &mut [f32], a: &[f32], u: &[f32]) -> Vec<f32> {
+    let chunk = rows_per_task(1);
+    let mut gu = vec![0f32; a.len()];
+    g.par_chunks_mut(chunk)
+        .zip(gu.par_chunks_mut(chunk))
+        .zip(a.par_chunks(chunk).zip(u.par_chunks(chunk)))
+        .for_each(|((ga, gu), (a, u))| simd::silu_mul_backward(ga, gu, a, u));
+    gu
+}
+
 struct SwiGlu;
 
 impl CustomOp2 for SwiGlu {
@@ -200,12 +222,7 @@ impl CustomOp2 for SwiGlu {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
         let (gate, up) = (values(s1, l1)?, values(s2, l2)?);
-        let chunk = rows_per_task(1);
-        let mut y = vec![0f32; gate.len()];
-        y.par_chunks_mut(chunk)
-            .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-            .for_each(|(y, (a, u))| simd::silu_mul(y, a, u));
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((CpuStorage::F32(silu_mul(gate, up)), l1.shape().clone()))
     }
 
     fn bwd(
@@ -216,16 +233,11 @@ impl CustomOp2 for SwiGlu {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // y = a·σ(a)·u:  ∂/∂a = g·u·σ(a)·(1 + a(1 − σ(a))),  ∂/∂u = g·a·σ(a).
-        let chunk = rows_per_task(1);
         with_values(gate, |a| {
             with_values(up, |u| {
                 with_values(grad, |g| {
                     let mut ga = g.to_vec();
-                    let mut gu = vec![0f32; a.len()];
-                    ga.par_chunks_mut(chunk)
-                        .zip(gu.par_chunks_mut(chunk))
-                        .zip(a.par_chunks(chunk).zip(u.par_chunks(chunk)))
-                        .for_each(|((ga, gu), (a, u))| simd::silu_mul_backward(ga, gu, a, u));
+                    let gu = silu_mul_backward(&mut ga, a, u);
                     Ok((
                         Some(Tensor::from_vec(ga, gate.shape(), gate.device())?),
                         Some(Tensor::from_vec(gu, up.shape(), up.device())?),

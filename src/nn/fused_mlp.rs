@@ -8,8 +8,9 @@
 //! and the operation keeps only the two projections, which the backward pass needs.
 
 use super::frozen::Frozen;
-use super::fused::{inv_rms, normalize, rows_per_task, values, with_values};
-use super::simd;
+use super::fused::{
+    inv_rms, normalize, rows_per_task, silu_mul, silu_mul_backward, values, with_values,
+};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -48,11 +49,7 @@ impl CustomOp1 for GatedMlp {
         let up = self.up.forward(&n, m, h)?;
         drop(n);
         let f = gate.len() / m.max(1);
-        let chunk = rows_per_task(1);
-        let mut s = vec![0f32; gate.len()];
-        s.par_chunks_mut(chunk)
-            .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-            .for_each(|(s, (a, u))| simd::silu_mul(s, a, u));
+        let s = silu_mul(&gate, &up);
         // The residual sum: the down projection accumulates onto a copy of x.
         let mut y = x.to_vec();
         self.down.forward_onto(&mut y, &s, m, f)?;
@@ -76,13 +73,7 @@ impl CustomOp1 for GatedMlp {
                 // Through the down projection, then SiLU(a)·u: with σ = σ(a),
                 //   ∂/∂a = g·u·σ·(1 + a(1 − σ)),  ∂/∂u = g·a·σ.
                 let mut g_gate = self.down.input_grad(gy, m, f)?;
-                let mut g_up = vec![0f32; g_gate.len()];
-                let chunk = rows_per_task(1);
-                g_gate
-                    .par_chunks_mut(chunk)
-                    .zip(g_up.par_chunks_mut(chunk))
-                    .zip(gate.par_chunks(chunk).zip(up.par_chunks(chunk)))
-                    .for_each(|((ga, gu), (a, u))| simd::silu_mul_backward(ga, gu, a, u));
+                let g_up = silu_mul_backward(&mut g_gate, gate, up);
                 // Both projections read n: their input gradients add up in one buffer.
                 let mut gn = self.gate.input_grad(&g_gate, m, h)?;
                 drop(g_gate);
