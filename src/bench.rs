@@ -1,9 +1,11 @@
 //! `lethe bench`: per-step time and peak memory of the surgery methods against plain
 //! fine-tuning, on the same model and the same samples, in one process.
 
+use crate::arch::Classifier;
 use crate::data::{self, DataSpec, ForgetSpec};
 use crate::error::Result;
-use crate::pipeline::{load_data_for, LoadedModel};
+use crate::model::{LanguageModel, Opened};
+use crate::pipeline::classifier::{evaluate, held_out_loss, load_data_for};
 use crate::unlearn::method::{gradients, Baseline, Method};
 use crate::unlearn::{
     self, trainable, BatchPlan, ClassifierTask, MethodKind, Optimizer, Samples, StepBatch,
@@ -49,6 +51,8 @@ fn peak() -> usize {
 
 pub struct BenchJob {
     pub model: PathBuf,
+    pub device: candle_core::Device,
+    pub progress: bool,
     pub data: DataSpec,
     pub forget: ForgetSpec,
     pub batch_size: usize,
@@ -125,16 +129,15 @@ fn method_for(name: &str, base: &UnlearnConfig) -> Box<dyn Method> {
 }
 
 pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<BenchRow>> {
-    let reference = LoadedModel::open(&job.model)?;
-    let data = load_data_for(&reference.classifier, &job.data)?;
-    let split = data::select_forget(&data.train, &reference.classifier.labels, &job.forget)?;
+    let reference = Opened::<Classifier>::open(&job.model, &job.device, job.progress)?;
+    let data = load_data_for(&reference.arch, &job.data)?;
+    let split = data::select_forget(&data.train, &reference.arch.labels, &job.forget)?;
     let sets = crate::verify::metrics::EvalSets::new(&data.train, &data.test, &split);
-    let (_, logits) = crate::pipeline::evaluate(&reference, &sets, job.base.seed)?;
+    let (_, logits) = evaluate(&reference, &sets, job.base.seed)?;
     let mut base = job.base.clone();
-    base.held_out_loss =
-        crate::pipeline::held_out_loss(&logits, &sets, reference.classifier.num_labels())?;
+    base.held_out_loss = held_out_loss(&logits, &sets, reference.arch.num_labels())?;
     let task = ClassifierTask::new(
-        &reference.classifier,
+        &reference.arch,
         &data.train,
         unlearn::classifier_forget_loss(&base),
         base.seed,
@@ -148,7 +151,7 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
         for (m, name) in METHODS.iter().enumerate() {
             on_row(name, round);
             let mut params = reference.params.clone();
-            let specs = reference.classifier.param_specs();
+            let specs = reference.arch.param_specs();
             let set = trainable::select(&mut params, &specs, &["*".to_string()], &[])?;
             let mut method = method_for(name, &base);
             let mut optimizer = Optimizer::new(base.optimizer, base.lr, set.vars.len());
@@ -206,6 +209,8 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
 /// comparison with the same step in another framework (scripts/bench-vs-pytorch.sh).
 pub struct TextBenchJob {
     pub model: PathBuf,
+    pub device: candle_core::Device,
+    pub progress: bool,
     /// Forget and retain sequences per step (half each).
     pub batch: usize,
     pub seq_len: usize,
@@ -242,9 +247,9 @@ pub fn peak_rss_bytes() -> u64 {
 pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
     use crate::text::Encoded;
     use crate::unlearn::text_task::TextTask;
-    let mut m = crate::text_pipeline::TextModelDir::open(&job.model)?;
+    let mut lm = LanguageModel::open(&job.model, &job.device, job.progress)?;
     let half = (job.batch / 2).max(1);
-    let vocab = m.model.vocab_size() as u64;
+    let vocab = lm.model().vocab_size() as u64;
     let mut rng = crate::rng::Rng::new(0);
     let mut sequences = |n: usize| -> Vec<Encoded> {
         (0..n)
@@ -258,32 +263,25 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
     };
     let forget = sequences(half);
     let retain = sequences(half);
-    let set = crate::unlearn::lora::attach(
-        &mut m.params,
-        &m.model,
-        &job.lora,
-        0,
-        &candle_core::Device::Cpu,
-    )?;
-    let reference = crate::unlearn::text_task::answer_log_probs(
-        &m.model,
-        &m.params,
+    let set = crate::unlearn::lora::attach(&mut lm.opened.params, &lm.opened.arch, &job.lora, 0)?;
+    let reference = crate::text::data::answer_log_probs(
+        lm.model(),
+        lm.params(),
         &forget,
-        m.tokenizer.pad_id,
+        lm.tokenizer.pad_id,
         job.lora.scale(),
         half,
     )?;
     let task = TextTask {
-        model: &m.model,
+        model: lm.model(),
         forget,
         refusals: Vec::new(),
         retain,
         reference_log_probs: reference.iter().map(|r| r.0).collect(),
         objective: crate::unlearn::ForgetObjective::Npo,
-        npo_beta: 0.1,
+        npo_beta: crate::defaults::text::NPO_BETA,
         lora_scale: job.lora.scale(),
-        pad_id: m.tokenizer.pad_id,
-        device: candle_core::Device::Cpu,
+        pad_id: lm.tokenizer.pad_id,
     };
     let cfg = UnlearnConfig {
         method: MethodKind::Igs,
@@ -306,7 +304,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
     let mut method = unlearn::make_method(&cfg);
     let mut optimizer = Optimizer::new(cfg.optimizer, cfg.lr, set.vars.len());
     let ids: Vec<usize> = (0..half).collect();
-    let batch = task.step_batch(&m.params, &ids, &ids)?;
+    let batch = task.step_batch(lm.params(), &ids, &ids)?;
     for _ in 0..job.warmup {
         method.step(batch.as_ref(), &set.vars, &mut optimizer)?;
     }

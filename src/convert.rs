@@ -2,6 +2,7 @@
 //! dequantized f32 weights under Hugging Face names, llama.cpp's Q/K row permutation undone,
 //! and config.json, tokenizer.json and tokenizer_config.json built from the GGUF metadata.
 
+use crate::arch::family::{Role, LLAMA};
 use crate::checkpoint::{write_tensors, OutputDir};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value as GgufValue};
@@ -65,36 +66,6 @@ impl Meta<'_> {
             _ => None,
         }
     }
-}
-
-/// The Hugging Face name of a GGUF tensor, for the Llama-family layout.
-fn hf_name(gguf_name: &str) -> Option<String> {
-    let fixed = match gguf_name {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = gguf_name.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (module, kind) = part.rsplit_once('.')?;
-    let hf_module = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf_module}.{kind}"))
 }
 
 /// Undoes llama.cpp's reordering of the rows of a Q or K projection (weight [heads·D, in] or
@@ -274,31 +245,34 @@ pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<Con
     let mut parameters = 0u64;
     let mut vocab = None;
     for info in &gguf.tensors {
-        let name = hf_name(&info.name).ok_or_else(|| {
+        let (name, role) = LLAMA.from_gguf(&info.name).ok_or_else(|| {
             meta.bad(format!(
                 "tensor {} has no Hugging Face counterpart in lethe's {arch} mapping",
                 info.name
             ))
         })?;
         let shape = info.shape();
+        crate::interrupt::check()?;
         let mut values = gguf.dequantize(info);
         if permuted {
             let row_len: usize = shape.iter().skip(1).product();
-            if name.contains("self_attn.q_proj.") {
-                values = unpermute_rows(&values, heads, row_len);
-            } else if name.contains("self_attn.k_proj.") {
-                values = unpermute_rows(&values, kv_heads, row_len);
+            match role {
+                Role::Query => values = unpermute_rows(&values, heads, row_len),
+                Role::Key => values = unpermute_rows(&values, kv_heads, row_len),
+                _ => {}
             }
         }
-        if name == "model.embed_tokens.weight" {
+        if role == Role::Embedding && name.ends_with(".weight") {
             vocab = shape.first().copied();
         }
         *types.entry(format!("{:?}", info.kind)).or_default() += 1;
         parameters += info.elements();
         tensors.push((name, Tensor::from_vec(values, shape, &Device::Cpu)?));
     }
-    let vocab = vocab.ok_or_else(|| meta.bad("no token_embd.weight tensor".into()))?;
-    let tied = !tensors.iter().any(|(n, _)| n == "lm_head.weight");
+    let vocab =
+        vocab.ok_or_else(|| meta.bad("no token embedding tensor (token_embd.weight)".into()))?;
+    let head = format!("{}.weight", LLAMA.global(Role::Head));
+    let tied = !tensors.iter().any(|(n, _)| *n == head);
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     write_tensors(&staging.path().join("model.safetensors"), &tensors)?;
     drop(tensors);

@@ -1,13 +1,15 @@
 //! `lethe diff A B`: what changed between two models — per tensor, and in their outputs on a
 //! probe set — as JSON and as a self-contained HTML page with plots (no network resources).
 
+use crate::arch::Classifier;
 use crate::checkpoint::Checkpoint;
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::model::{LanguageModel, Opened};
 use crate::nn::log_softmax;
-use crate::pipeline::LoadedModel;
 use crate::verify::metrics;
 use candle_core::{Device, Tensor};
+use ndarray::{Array2, Axis};
 use serde::Serialize;
 use std::path::Path;
 
@@ -98,10 +100,17 @@ pub enum Probe {
     },
 }
 
-pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
-    let ca = &Checkpoint::open(crate::hub::resolve_model(a, true)?)?;
-    let cb = &Checkpoint::open(crate::hub::resolve_model(b, true)?)?;
-    let device = Device::Cpu;
+/// Compares model `b` with model `a` on `device`: every shared tensor, and the outputs on the
+/// probe when one is given.
+pub fn diff(
+    a: &Path,
+    b: &Path,
+    probe: Option<&Probe>,
+    device: &Device,
+    progress: bool,
+) -> Result<DiffReport> {
+    let ca = &Checkpoint::open(crate::hub::resolve_model(a, progress)?)?;
+    let cb = &Checkpoint::open(crate::hub::resolve_model(b, progress)?)?;
     let names_a: Vec<&String> = ca.tensor_names().collect();
     let names_b: Vec<&String> = cb.tensor_names().collect();
     let mut tensors = Vec::new();
@@ -117,7 +126,8 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
                 found: sb.unwrap_or_default().to_vec(),
             });
         }
-        let (ta, tb) = match (ca.load_f32(name, &device), cb.load_f32(name, &device)) {
+        crate::interrupt::check()?;
+        let (ta, tb) = match (ca.load_f32(name, device), cb.load_f32(name, device)) {
             (Ok(x), Ok(y)) => (x, y),
             // Integer tensors (ids, counters) are compared by bytes only.
             _ => continue,
@@ -153,15 +163,22 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
     match probe {
         Some(Probe::Data(spec)) => {
             outputs = Some(output_change(
-                &LoadedModel::open(&ca.dir)?,
-                &LoadedModel::open(&cb.dir)?,
+                &Opened::<Classifier>::open(&ca.dir, device, progress)?,
+                &Opened::<Classifier>::open(&cb.dir, device, progress)?,
                 spec,
             )?)
         }
         Some(Probe::Prompts {
             file,
             max_new_tokens,
-        }) => text_outputs = Some(text_output_change(&ca.dir, &cb.dir, file, *max_new_tokens)?),
+        }) => {
+            text_outputs = Some(text_output_change(
+                &LanguageModel::open(&ca.dir, device, progress)?,
+                &LanguageModel::open(&cb.dir, device, progress)?,
+                file,
+                *max_new_tokens,
+            )?)
+        }
         None => {}
     }
     Ok(DiffReport {
@@ -178,30 +195,39 @@ pub fn diff(a: &Path, b: &Path, probe: Option<&Probe>) -> Result<DiffReport> {
     })
 }
 
-fn output_change(a: &LoadedModel, b: &LoadedModel, spec: &DataSpec) -> Result<OutputChange> {
-    if a.classifier.labels != b.classifier.labels
-        || a.classifier.input_shape != b.classifier.input_shape
-    {
+fn output_change(
+    a: &Opened<Classifier>,
+    b: &Opened<Classifier>,
+    spec: &DataSpec,
+) -> Result<OutputChange> {
+    if a.arch.labels != b.arch.labels || a.arch.input_shape != b.arch.input_shape {
         return Err(Error::Usage(
             "the two models have different inputs or classes; their outputs cannot be compared"
                 .into(),
         ));
     }
-    let data = crate::pipeline::load_data_for(&a.classifier, spec)?;
+    let data = crate::pipeline::classifier::load_data_for(&a.arch, spec)?;
     let probe = &data.test;
     let idx: Vec<usize> = (0..probe.len()).collect();
-    let classes = a.classifier.num_labels();
-    let la = metrics::logits(&a.classifier, &a.params, probe, &idx)?;
-    let lb = metrics::logits(&b.classifier, &b.params, probe, &idx)?;
+    let classes = a.arch.num_labels();
     let n = idx.len();
-    let lpa = log_softmax(&Tensor::from_vec(la, (n, classes), &Device::Cpu)?)?;
-    let lpb = log_softmax(&Tensor::from_vec(lb, (n, classes), &Device::Cpu)?)?;
-    let kl: Vec<f32> = (lpa.exp()? * (&lpa - &lpb)?)?.sum(1)?.to_vec1()?;
-    let top_a: Vec<u32> = lpa.argmax(1)?.to_vec1()?;
-    let top_b: Vec<u32> = lpb.argmax(1)?.to_vec1()?;
+    let log_probs = |m: &Opened<Classifier>| -> Result<Array2<f32>> {
+        let logits = metrics::logits(&m.arch, &m.params, probe, &idx)?;
+        let logits = Array2::from_shape_vec((n, classes), logits)
+            .map_err(|e| Error::Runtime(format!("logits: {e}")))?;
+        Ok(host_log_softmax(logits))
+    };
+    let (lpa, lpb) = (log_probs(a)?, log_probs(b)?);
+    let kl: Vec<f32> = lpa
+        .axis_iter(Axis(0))
+        .zip(lpb.axis_iter(Axis(0)))
+        .map(|(pa, pb)| pa.iter().zip(pb).map(|(x, y)| x.exp() * (x - y)).sum())
+        .collect();
+    let top = |lp: &Array2<f32>| -> Vec<u32> { lp.axis_iter(Axis(0)).map(argmax).collect() };
+    let (top_a, top_b) = (top(&lpa), top(&lpb));
     let flips = top_a.iter().zip(&top_b).filter(|(x, y)| x != y).count();
     let per_class_accuracy = a
-        .classifier
+        .arch
         .labels
         .iter()
         .enumerate()
@@ -238,33 +264,49 @@ fn output_change(a: &LoadedModel, b: &LoadedModel, spec: &DataSpec) -> Result<Ou
     })
 }
 
+/// log-softmax of each row of host-side logits.
+fn host_log_softmax(mut logits: Array2<f32>) -> Array2<f32> {
+    for mut row in logits.axis_iter_mut(Axis(0)) {
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let log_sum = row.fold(0f32, |s, &v| s + (v - max).exp()).ln();
+        row.mapv_inplace(|v| v - max - log_sum);
+    }
+    logits
+}
+
+/// The index of a row's largest value (the first, among equals).
+fn argmax(row: ndarray::ArrayView1<f32>) -> u32 {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0 as u32
+}
+
 fn text_output_change(
-    a: &Path,
-    b: &Path,
+    ma: &LanguageModel,
+    mb: &LanguageModel,
     file: &Path,
     max_new_tokens: usize,
 ) -> Result<TextOutputChange> {
-    use crate::text::data::{self, prompt_ids, PromptFormat, TokenBatch};
-    let ma = crate::text_pipeline::TextModelDir::open(a)?;
-    let mb = crate::text_pipeline::TextModelDir::open(b)?;
-    if ma.model.vocab_size() != mb.model.vocab_size() {
+    use crate::text::data::{self, prompt_ids, TokenBatch};
+    if ma.model().vocab_size() != mb.model().vocab_size() {
         return Err(Error::Usage(
             "the two models have different vocabularies; their outputs cannot be compared".into(),
         ));
     }
     let examples = data::read_jsonl(file)?;
-    let format = if ma.tokenizer.has_chat_template() {
-        PromptFormat::Chat
-    } else {
-        PromptFormat::Plain
-    };
+    let format = ma.prompt_format(None);
     let (mut kl_sum, mut kl_max, mut tokens) = (0f64, 0f64, 0usize);
     let mut generations = Vec::new();
     for ex in &examples {
         let enc = data::encode(&ma.tokenizer, ex, format)?;
-        let batch = TokenBatch::new(&[&enc], ma.tokenizer.pad_id, &Device::Cpu)?;
-        let lpa = log_softmax(&ma.model.run(&ma.params, &batch.ids, &batch.mask, 1.0)?)?;
-        let lpb = log_softmax(&mb.model.run(&mb.params, &batch.ids, &batch.mask, 1.0)?)?;
+        crate::interrupt::check()?;
+        let batch = TokenBatch::new(&[&enc], ma.tokenizer.pad_id, ma.params().device())?;
+        let lpa = log_softmax(&ma.model().run(ma.params(), &batch.ids, &batch.mask, 1.0)?)?;
+        let lpb = log_softmax(&mb.model().run(mb.params(), &batch.ids, &batch.mask, 1.0)?)?;
         let kl: Vec<f32> = (lpa.exp()? * (&lpa - &lpb)?)?
             .sum(2)?
             .flatten_all()?
@@ -278,20 +320,19 @@ fn text_output_change(
             Some(q) => (q.clone(), prompt_ids(&ma.tokenizer, q, format)?),
             None => (ex.answer.clone(), enc.ids[..enc.ids.len().min(16)].to_vec()),
         };
-        let generate = |m: &crate::text_pipeline::TextModelDir| -> Result<String> {
-            let ids = m.model.generate_greedy(
-                &m.params,
+        let generate = |m: &LanguageModel| -> Result<String> {
+            let ids = m.model().generate_greedy(
+                m.params(),
                 &prompt,
                 max_new_tokens,
                 m.tokenizer.eos_id,
-                &Device::Cpu,
             )?;
             Ok(m.tokenizer.decode(&ids)?.trim().to_string())
         };
         generations.push(GenerationPair {
             prompt: prompt_text,
-            a: generate(&ma)?,
-            b: generate(&mb)?,
+            a: generate(ma)?,
+            b: generate(mb)?,
         });
     }
     Ok(TextOutputChange {
@@ -326,7 +367,7 @@ pub fn probe_spec(path: &Path, test: Option<&Path>) -> DataSpec {
     DataSpec {
         train: path.to_path_buf(),
         test: test.map(Path::to_path_buf),
-        holdout: crate::unlearn::defaults::HOLDOUT,
-        seed: 0,
+        holdout: crate::defaults::HOLDOUT,
+        seed: crate::defaults::HOLDOUT_SEED,
     }
 }

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    #[error(
+        "the output directory {0} is not empty; lethe replaces it only when asked to overwrite"
+    )]
+    OutputNotEmpty(PathBuf),
+
     #[error("training diverged at step {step}: {what} is {value} (lower the learning rate or the dual step size)")]
     NonFinite {
         step: usize,
@@ -55,8 +60,11 @@ pub enum Error {
     #[error("hub: {0}")]
     Hub(String),
 
-    #[error("interrupted before step {step}; the run state is saved in {state}: rerun the same command with --resume to continue")]
+    #[error("interrupted before step {step}; the run state is saved in {state}: run the same job again, resuming, to continue")]
     Interrupted { step: usize, state: String },
+
+    #[error("interrupted; nothing was written")]
+    Cancelled,
 
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
@@ -71,6 +79,15 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Whether the error is in how lethe was asked (arguments, job settings, a selection that
+    /// selects nothing) rather than in the inputs or the run.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Usage(_) | Error::Selection(_) | Error::OutputNotEmpty(_)
+        )
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -229,6 +229,7 @@ pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
         )));
     }
     for name in &wanted {
+        crate::interrupt::check()?;
         fetch(&repo, id, env, name, &snapshot, progress)?;
     }
     // Point the revision at this commit even when every file was already cached.

@@ -4,12 +4,12 @@
 //! written next to the outputs, and running it again repeats the run exactly (docs/job.md).
 
 use crate::data::{DataSpec, ForgetSpec};
+use crate::defaults;
 use crate::error::{Error, Result};
-use crate::pipeline::UnlearnJob;
+use crate::pipeline::{ClassifierJob, ClassifierSpec, OutputSettings, TextJob, TextSpec};
 use crate::report::GateSpec;
 use crate::unlearn::{
-    defaults, text_defaults, DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerKind,
-    UnlearnConfig,
+    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,8 +44,10 @@ pub struct JobFile {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// A checkpoint directory.
+    /// A checkpoint directory or hub id.
     pub source: PathBuf,
+    /// The device to compute on (`cpu`).
+    pub device: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -101,13 +103,6 @@ pub struct MethodSection {
     pub npo_beta: Option<f64>,
     pub refusal: Option<String>,
     pub prompt_format: Option<crate::text::PromptFormat>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerName {
-    Sgd,
-    Adamw,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -249,40 +244,50 @@ impl JobFile {
         }
         let forget = self.forget_spec(path)?;
         let mut r = self.clone();
+        r.resolve_common();
         r.data.holdout.get_or_insert(defaults::HOLDOUT);
-        r.data.holdout_seed.get_or_insert(0);
+        r.data.holdout_seed.get_or_insert(defaults::HOLDOUT_SEED);
         if matches!(forget, ForgetSpec::Fraction { .. }) {
-            r.forget.seed.get_or_insert(0);
+            r.forget.seed.get_or_insert(defaults::FORGET_SEED);
         }
         r.trainable.train.get_or_insert_with(|| vec!["*".into()]);
         r.trainable.freeze.get_or_insert_with(Vec::new);
+        use defaults::classifier as d;
         let m = &mut r.method;
-        m.name.get_or_insert(MethodKind::Igs);
         let objective = *m
             .objective
             .get_or_insert(ForgetObjective::default_for(&forget));
         m.loss_form.get_or_insert(LossForm::default_for(objective));
-        m.dual_update.get_or_insert(DualUpdate::Projected);
-        m.fast.get_or_insert(false);
-        m.epsilon.get_or_insert(defaults::EPSILON);
-        m.beta.get_or_insert(defaults::BETA);
-        m.lambda0.get_or_insert(defaults::LAMBDA0);
+        m.epsilon.get_or_insert(d::EPSILON);
+        m.beta.get_or_insert(d::BETA);
+        m.lambda0.get_or_insert(d::LAMBDA0);
         let o = &mut r.optimizer;
-        let kind = *o.kind.get_or_insert(OptimizerName::Sgd);
-        o.lr.get_or_insert(defaults::LR);
+        let kind = *o.kind.get_or_insert(d::OPTIMIZER);
+        o.lr.get_or_insert(d::LR);
         if kind == OptimizerName::Sgd {
-            o.momentum.get_or_insert(defaults::MOMENTUM);
+            o.momentum.get_or_insert(d::MOMENTUM);
         }
-        o.weight_decay.get_or_insert(defaults::WEIGHT_DECAY);
+        o.weight_decay.get_or_insert(d::WEIGHT_DECAY);
         let s = &mut r.schedule;
         if s.steps.is_none() {
-            s.epochs.get_or_insert(defaults::EPOCHS);
+            s.epochs.get_or_insert(d::EPOCHS);
         }
-        s.batch_size.get_or_insert(defaults::BATCH_SIZE);
-        s.seed.get_or_insert(0);
-        r.output.overwrite.get_or_insert(false);
-        r.output.verify.get_or_insert(true);
+        s.batch_size.get_or_insert(d::BATCH_SIZE);
         Ok(r)
+    }
+
+    /// The defaults every kind of job shares.
+    fn resolve_common(&mut self) {
+        self.model
+            .device
+            .get_or_insert_with(|| defaults::DEVICE.to_string());
+        let m = &mut self.method;
+        m.name.get_or_insert(defaults::METHOD);
+        m.dual_update.get_or_insert(defaults::DUAL_UPDATE);
+        m.fast.get_or_insert(false);
+        self.schedule.seed.get_or_insert(defaults::SEED);
+        self.output.overwrite.get_or_insert(false);
+        self.output.verify.get_or_insert(true);
     }
 
     fn resolved_text(&self, path: &Path) -> Result<JobFile> {
@@ -296,55 +301,41 @@ impl JobFile {
             ));
         }
         let mut r = self.clone();
+        r.resolve_common();
+        use defaults::text as d;
         let t = &mut r.trainable;
         if t.adapter.is_none() {
-            let rank = *t.lora_rank.get_or_insert(8);
+            let rank = *t.lora_rank.get_or_insert(d::LORA_RANK);
             if rank > 0 {
-                t.lora_alpha.get_or_insert(2.0 * rank as f64);
+                t.lora_alpha
+                    .get_or_insert(d::LORA_ALPHA_PER_RANK * rank as f64);
                 t.lora_targets
-                    .get_or_insert_with(|| vec!["q_proj".into(), "v_proj".into()]);
+                    .get_or_insert_with(|| d::LORA_TARGETS.iter().map(|s| s.to_string()).collect());
             } else if t.train.is_none() {
                 return Err(bad(path, "lora_rank = 0 needs [trainable] train"));
             }
         }
         let m = &mut r.method;
-        m.name.get_or_insert(MethodKind::Igs);
         m.objective.get_or_insert(ForgetObjective::Npo);
-        m.loss_form.get_or_insert(text_defaults::LOSS_FORM);
-        m.dual_update.get_or_insert(DualUpdate::Projected);
-        m.fast.get_or_insert(false);
-        m.epsilon.get_or_insert(text_defaults::EPSILON);
-        m.beta.get_or_insert(text_defaults::BETA);
-        m.lambda0.get_or_insert(text_defaults::LAMBDA0);
-        m.npo_beta.get_or_insert(0.1);
-        m.refusal.get_or_insert_with(|| "I don't know.".into());
+        m.loss_form.get_or_insert(d::LOSS_FORM);
+        m.epsilon.get_or_insert(d::EPSILON);
+        m.beta.get_or_insert(d::BETA);
+        m.lambda0.get_or_insert(d::LAMBDA0);
+        m.npo_beta.get_or_insert(d::NPO_BETA);
+        m.refusal.get_or_insert_with(|| d::REFUSAL.into());
         let o = &mut r.optimizer;
-        let kind = *o.kind.get_or_insert(OptimizerName::Adamw);
-        o.lr.get_or_insert(1e-3);
+        let kind = *o.kind.get_or_insert(d::OPTIMIZER);
+        o.lr.get_or_insert(d::LR);
         if kind == OptimizerName::Sgd {
-            o.momentum.get_or_insert(defaults::MOMENTUM);
+            o.momentum.get_or_insert(d::MOMENTUM);
         }
-        o.weight_decay.get_or_insert(0.0);
+        o.weight_decay.get_or_insert(d::WEIGHT_DECAY);
         let s = &mut r.schedule;
         if s.steps.is_none() {
-            s.epochs.get_or_insert(5);
+            s.epochs.get_or_insert(d::EPOCHS);
         }
-        s.batch_size.get_or_insert(8);
-        s.seed.get_or_insert(0);
-        r.output.overwrite.get_or_insert(false);
-        r.output.verify.get_or_insert(true);
+        s.batch_size.get_or_insert(d::BATCH_SIZE);
         Ok(r)
-    }
-
-    fn optimizer_kind(&self) -> OptimizerKind {
-        let o = &self.optimizer;
-        match o.kind.expect("resolved") {
-            OptimizerName::Sgd => OptimizerKind::Sgd {
-                momentum: o.momentum.expect("resolved"),
-                weight_decay: o.weight_decay.expect("resolved"),
-            },
-            OptimizerName::Adamw => OptimizerKind::adamw(o.weight_decay.expect("resolved")),
-        }
     }
 
     fn unlearn_config(&self) -> UnlearnConfig {
@@ -359,7 +350,11 @@ impl JobFile {
             epsilon: m.epsilon.expect("resolved"),
             beta: m.beta.expect("resolved"),
             lambda0: m.lambda0.expect("resolved"),
-            optimizer: self.optimizer_kind(),
+            // Resolved for SGD; AdamW has no momentum.
+            optimizer: o
+                .kind
+                .expect("resolved")
+                .kind(o.momentum.unwrap_or(0.0), o.weight_decay.expect("resolved")),
             lr: o.lr.expect("resolved"),
             epochs: s.epochs.unwrap_or(0),
             steps: s.steps,
@@ -369,13 +364,32 @@ impl JobFile {
         }
     }
 
+    /// The device, the gates and the output settings of a resolved job.
+    fn common(&self) -> Result<(candle_core::Device, GateSpec, OutputSettings)> {
+        let device = crate::device::parse(self.model.device.as_deref().expect("resolved"))?;
+        let g = &self.gates;
+        let gates = GateSpec {
+            max_test_drop: g.max_test_drop,
+            min_ua: g.min_ua,
+            min_mia: g.min_mia,
+            max_gap: g.max_gap,
+            max_forget_rouge: g.max_forget_rouge,
+            max_retain_rouge_drop: g.max_retain_rouge_drop,
+            max_perplexity_rise: g.max_perplexity_rise,
+        };
+        let output = OutputSettings {
+            dir: Some(self.output.dir.clone()),
+            overwrite: self.output.overwrite.expect("resolved"),
+            verify: self.output.verify.expect("resolved"),
+            onnxruntime: self.output.onnxruntime.clone(),
+            ..OutputSettings::default()
+        };
+        Ok((device, gates, output))
+    }
+
     /// The language-model job this file describes.
-    pub fn to_text_job(
-        &self,
-        path: &Path,
-        progress: bool,
-    ) -> Result<crate::text_pipeline::TextUnlearnJob> {
-        use crate::text_pipeline::{TextGates, TextTrainable, TextUnlearnJob};
+    pub fn to_text_job(&self, path: &Path, progress: bool) -> Result<TextJob> {
+        use crate::pipeline::TextTrainable;
         let r = self.resolved(path)?;
         if !r.is_text() {
             return Err(bad(path, "not a language-model job"));
@@ -394,38 +408,32 @@ impl JobFile {
                 layers: t.lora_layers.map(|[a, b]| (a, b)),
             }),
         };
+        let (device, gates, output) = r.common()?;
         let m = &r.method;
-        Ok(TextUnlearnJob {
+        Ok(TextJob {
             model: r.model.source.clone(),
-            forget_set: r.data.forget_set.clone().expect("resolved"),
-            retain_set: r.data.retain_set.clone().expect("resolved"),
-            eval_text: r.data.eval_text.clone(),
-            trainable,
+            device,
             config: r.unlearn_config(),
-            npo_beta: m.npo_beta.expect("resolved"),
-            refusal: m.refusal.clone().expect("resolved"),
-            prompt_format: m.prompt_format,
-            max_new_tokens: 32,
-            perplexity_tokens: 2048,
-            samples: 3,
-            gates: TextGates {
-                max_forget_rouge: r.gates.max_forget_rouge,
-                max_retain_rouge_drop: r.gates.max_retain_rouge_drop,
-                max_perplexity_rise: r.gates.max_perplexity_rise,
-            },
-            out: Some(r.output.dir.clone()),
-            overwrite: r.output.overwrite.expect("resolved"),
-            verify: r.output.verify.expect("resolved"),
-            onnxruntime: r.output.onnxruntime.clone(),
+            gates,
+            output,
             progress,
-            checkpoint_every: None,
-            resume: false,
-            attachments: Vec::new(),
+            spec: TextSpec {
+                forget_set: r.data.forget_set.clone().expect("resolved"),
+                retain_set: r.data.retain_set.clone().expect("resolved"),
+                eval_text: r.data.eval_text.clone(),
+                trainable,
+                npo_beta: m.npo_beta.expect("resolved"),
+                refusal: m.refusal.clone().expect("resolved"),
+                prompt_format: m.prompt_format,
+                max_new_tokens: defaults::text::MAX_NEW_TOKENS,
+                perplexity_tokens: defaults::text::PERPLEXITY_TOKENS,
+                samples: defaults::text::SAMPLES,
+            },
         })
     }
 
-    /// The pipeline job this file describes (after [`JobFile::resolved`]).
-    pub fn to_unlearn_job(&self, path: &Path, progress: bool) -> Result<UnlearnJob> {
+    /// The classifier job this file describes.
+    pub fn to_classifier_job(&self, path: &Path, progress: bool) -> Result<ClassifierJob> {
         let r = self.resolved(path)?;
         if r.is_text() {
             return Err(bad(path, "a language-model job (see to_text_job)"));
@@ -434,33 +442,26 @@ impl JobFile {
         if r.gates.max_gap.is_some() && r.gates.reference.is_none() {
             return Err(bad(path, "[gates] max_gap needs a reference model"));
         }
-        Ok(UnlearnJob {
+        let (device, gates, output) = r.common()?;
+        Ok(ClassifierJob {
             model: r.model.source.clone(),
-            data: DataSpec {
-                train: r.data.train.clone().expect("resolved"),
-                test: r.data.test.clone(),
-                holdout: r.data.holdout.expect("resolved"),
-                seed: r.data.holdout_seed.expect("resolved"),
-            },
-            forget,
-            train_patterns: r.trainable.train.clone().expect("resolved"),
-            freeze_patterns: r.trainable.freeze.clone().expect("resolved"),
+            device,
             config: r.unlearn_config(),
-            out: Some(r.output.dir.clone()),
-            overwrite: r.output.overwrite.expect("resolved"),
-            reference: r.gates.reference.clone(),
-            gates: GateSpec {
-                max_test_drop: r.gates.max_test_drop,
-                min_ua: r.gates.min_ua,
-                min_mia: r.gates.min_mia,
-                max_gap: r.gates.max_gap,
-            },
-            onnxruntime: r.output.onnxruntime.clone(),
-            verify: r.output.verify.expect("resolved"),
+            gates,
+            output,
             progress,
-            attachments: Vec::new(),
-            checkpoint_every: None,
-            resume: false,
+            spec: ClassifierSpec {
+                data: DataSpec {
+                    train: r.data.train.clone().expect("resolved"),
+                    test: r.data.test.clone(),
+                    holdout: r.data.holdout.expect("resolved"),
+                    seed: r.data.holdout_seed.expect("resolved"),
+                },
+                forget,
+                train_patterns: r.trainable.train.clone().expect("resolved"),
+                freeze_patterns: r.trainable.freeze.clone().expect("resolved"),
+                reference: r.gates.reference.clone(),
+            },
         })
     }
 
@@ -502,31 +503,38 @@ impl JobFile {
         })
     }
 
-    /// Refuses to repeat a resolved job whose inputs have changed since it was written.
-    pub fn check_provenance(&self, path: &Path) -> Result<()> {
+    /// Refuses to repeat a resolved job whose inputs have changed since it was written. Returns
+    /// a note when another version of lethe resolved it.
+    pub fn check_provenance(&self, path: &Path) -> Result<Option<String>> {
         let Some(recorded) = &self.provenance else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.provenance()?;
         for (file, hash) in &recorded.inputs {
             match now.inputs.get(file) {
                 Some(h) if h == hash => {}
                 Some(_) => {
-                    return Err(bad(
-                        path,
-                        format!("input {file} changed since this job was resolved (hash differs)"),
-                    ))
+                    return Err(Error::Data {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "input {file} changed since this job was resolved (hash differs)"
+                        ),
+                    })
                 }
-                None => return Err(bad(path, format!("input {file} is gone"))),
+                None => {
+                    return Err(Error::Data {
+                        path: path.to_path_buf(),
+                        reason: format!("input {file} is gone"),
+                    })
+                }
             }
         }
-        if recorded.lethe_version != now.lethe_version {
-            eprintln!(
-                "note: this job was resolved by lethe {}, this is {}",
+        Ok((recorded.lethe_version != now.lethe_version).then(|| {
+            format!(
+                "this job was resolved by lethe {}, this is {}",
                 recorded.lethe_version, now.lethe_version
-            );
-        }
-        Ok(())
+            )
+        }))
     }
 
     pub fn to_toml(&self) -> String {

@@ -31,7 +31,7 @@ pub struct EpochRecord {
 /// Fresh parameters for a classifier, drawn from `seed`.
 pub fn init_params(classifier: &Classifier, seed: u64, device: &Device) -> Result<Params> {
     let mut rng = Rng::derived(seed, "init");
-    let mut params = Params::new();
+    let mut params = Params::new(device);
     for spec in classifier.param_specs() {
         let n: usize = spec.shape.iter().product();
         let values: Vec<f32> = match spec.init {
@@ -67,10 +67,10 @@ pub fn train(
     }
     if cfg.batch_size == 0 || cfg.epochs == 0 {
         return Err(Error::Usage(
-            "--epochs and --batch-size must be positive".into(),
+            "the number of epochs and the batch size must be positive".into(),
         ));
     }
-    let device = Device::Cpu;
+    let device = params.device().clone();
     let specs = classifier.param_specs();
     let mut names = Vec::new();
     let mut vars = Vec::new();
@@ -144,7 +144,7 @@ pub fn train(
     }
     progress.finish_and_clear();
     // Return plain tensors: the trained values, detached from their variables.
-    let mut out = Params::new();
+    let mut out = Params::new(params.device());
     for (name, t) in params.iter() {
         out.insert(name.clone(), t.detach());
     }

@@ -74,7 +74,7 @@ fn edit_and_check(input: &Path, dtype_name: &str) {
     let out_root = tempfile::tempdir().unwrap();
     let out = out_root.path().join("edited");
     let dir = OutputDir::create(&out, &[input], false).unwrap();
-    write_edited(&ckpt, &updated, dir.path()).unwrap();
+    write_edited(&ckpt, &updated, dir.path(), &|_| false).unwrap();
     dir.commit().unwrap();
 
     assert_eq!(common::snapshot(input), before_files, "the input changed");

@@ -91,7 +91,7 @@ fn unlearn_a_class_end_to_end() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let r = report(&out);
-    assert_eq!(r["schema"], "lethe.unlearn.report/1");
+    assert_eq!(r["schema"], "lethe.unlearn.report/2");
     let before = &r["metrics"]["before"];
     let after = &r["metrics"]["after"];
     assert!(
@@ -177,7 +177,7 @@ fn overwrite_replaces_an_existing_output_only_when_asked() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("old.txt"), "previous run").unwrap();
     let o = unlearn(model, Some(&out), &["--forget-class", "1", "--steps", "2"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
     assert!(out.join("old.txt").is_file());
     let o = unlearn(
@@ -343,13 +343,24 @@ fn every_method_runs() {
     );
 }
 
-/// Runs a command expected to fail; checks the message and that `out` was not created.
-fn refused(o: Output, out: &Path, needle: &str) {
+/// Runs a command expected to fail with `status`; checks the message and that `out` was not
+/// created.
+fn refused_with(status: i32, o: Output, out: &Path, needle: &str) {
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {e}");
+    assert_eq!(o.status.code(), Some(status), "exit status; stderr: {e}");
     assert!(e.contains(needle), "expected {needle:?} in: {e}");
     assert!(!e.contains("panicked"), "{e}");
     assert!(!out.exists(), "output written despite the error");
+}
+
+/// An error in the inputs or the run: exit 1.
+fn refused(o: Output, out: &Path, needle: &str) {
+    refused_with(1, o, out, needle)
+}
+
+/// Bad usage (arguments, or a selection that selects nothing): exit 2.
+fn refused_usage(o: Output, out: &Path, needle: &str) {
+    refused_with(2, o, out, needle)
 }
 
 #[test]
@@ -362,16 +373,16 @@ fn an_empty_forget_set_is_refused() {
         Some(&out),
         &["--forget-indices", list.to_str().unwrap()],
     );
-    refused(o, &out, "forget set (indices from");
+    refused_usage(o, &out, "forget set (indices from");
 }
 
 #[test]
 fn a_forget_class_that_does_not_exist_or_does_not_occur_is_refused() {
     let (d, out) = tmp_out();
     let o = unlearn(digits_model(), Some(&out), &["--forget-class", "12"]);
-    refused(o, &out, "class 12 does not exist");
+    refused_usage(o, &out, "class 12 does not exist");
     let o = unlearn(digits_model(), Some(&out), &["--forget-class", "Dress"]);
-    refused(o, &out, "no class named");
+    refused_usage(o, &out, "no class named");
     // A dataset of 8×8 images whose labels never reach class 9.
     let data = d.path().join("partial.safetensors");
     common::write_dataset(&data, 90, [1, 8, 8], 9, 3);
@@ -386,7 +397,7 @@ fn a_forget_class_that_does_not_exist_or_does_not_occur_is_refused() {
         out.to_str().unwrap(),
         "-q",
     ]);
-    refused(o, &out, "does not occur in the training data");
+    refused_usage(o, &out, "does not occur in the training data");
 }
 
 #[test]
@@ -418,7 +429,7 @@ fn output_equal_to_input_is_refused_and_the_input_is_untouched() {
         Some(model),
         &["--forget-class", "1", "--steps", "2", "--overwrite"],
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(
         stderr(&o).contains("never writes into its inputs"),
         "{}",

@@ -155,7 +155,7 @@ fn a_state_from_another_run_is_not_resumed() {
         .args(["--resume", "--seed", "9"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(stderr(&o).contains("different run"), "{}", stderr(&o));
     assert!(!out.exists());
 }

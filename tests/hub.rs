@@ -687,3 +687,61 @@ fn pickle_weights_and_escaping_names_are_refused() {
     assert!(stderr(&o).contains("malformed ETag"), "{}", stderr(&o));
     assert!(!home.path().join("escaped").exists() && !home.path().join("hub/escaped").exists());
 }
+
+/// What a terminal shows of `lethe ARGS` (its stderr: stdout goes to a file), run under
+/// `script`, which gives it a terminal: progress bars are drawn on terminals only.
+fn on_a_terminal(args: &[&str], hub: &TestHub, home: &Path) -> String {
+    let mut line = format!("'{}'", env!("CARGO_BIN_EXE_lethe"));
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    line.push_str(&format!(" > '{}'", home.join("stdout.txt").display()));
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HF_ENDPOINT", &hub.addr)
+        .env("HF_HOME", home)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_DISABLE_PROGRESS_BARS")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn quiet_runs_that_pull_show_nothing_on_a_terminal() {
+    let hub = TestHub::start(repos());
+    let run = |quiet: bool| {
+        let home = tempfile::tempdir().unwrap();
+        common::write_dataset(&home.path().join("data.safetensors"), 30, [1, 4, 4], 3, 1);
+        let data = home.path().join("data.safetensors");
+        let mut args = vec![
+            "unlearn",
+            "lethe-test/sharded",
+            "--data",
+            data.to_str().unwrap(),
+            "--forget-class",
+            "1",
+            "--steps",
+            "2",
+        ];
+        if quiet {
+            args.push("-q");
+        }
+        let shown = on_a_terminal(&args, &hub, home.path());
+        let table = std::fs::read_to_string(home.path().join("stdout.txt")).unwrap();
+        assert!(table.contains("UA %"), "the result goes to stdout: {table}");
+        shown
+    };
+    // Without -q the terminal shows the downloads and the run's progress…
+    let loud = run(false);
+    assert!(
+        loud.contains("safetensors"),
+        "no download progress shown: {loud:?}"
+    );
+    // …with -q, nothing at all.
+    let quiet = run(true);
+    assert_eq!(quiet.trim(), "", "a quiet run printed on stderr");
+}

@@ -91,7 +91,7 @@ fn unknown_keys_are_errors_and_nothing_is_written() {
     let d = tempfile::tempdir().unwrap();
     let job = job_in(d.path(), "[schedule2]\nepochs = 3\n");
     let o = lethe(&["run", job.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(stderr(&o).contains("schedule2"), "{}", stderr(&o));
     assert!(!d.path().join("out").exists());
 
@@ -99,7 +99,7 @@ fn unknown_keys_are_errors_and_nothing_is_written() {
     let typo = d.path().join("typo.toml");
     std::fs::write(&typo, text.replace("epsilon = 0.0", "epsilom = 0.0")).unwrap();
     let o = lethe(&["run", typo.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(stderr(&o).contains("epsilom"), "{}", stderr(&o));
 }
 
@@ -195,8 +195,8 @@ fn a_language_model_job_runs_gates_and_repeats_bit_for_bit() {
             "adapter/adapter_config.json",
         ],
     );
-    assert_eq!(report["schema"], "lethe.text-report.v1");
-    assert_eq!(report["lora"]["rank"], 4);
+    assert_eq!(report["schema"], "lethe.unlearn.report/2");
+    assert_eq!(report["model"]["lora"]["rank"], 4);
 
     // A gate beyond reach: exit 3, report written.
     let d = tempfile::tempdir().unwrap();

@@ -90,7 +90,7 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
         let ids = tok.encode(prompt).unwrap();
         // No end-of-sequence stop, so both produce exactly NEW_TOKENS tokens.
         let ours = model
-            .generate_greedy(&params, &ids, NEW_TOKENS, None, &Device::Cpu)
+            .generate_greedy(&params, &ids, NEW_TOKENS, None)
             .unwrap();
         let reference = quantized_greedy(&mut reference_model, &ids);
         eprintln!(
@@ -115,11 +115,7 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
 
     let ids = tok.encode("The capital of France is").unwrap();
     let text = tok
-        .decode(
-            &model
-                .generate_greedy(&params, &ids, 4, tok.eos_id, &Device::Cpu)
-                .unwrap(),
-        )
+        .decode(&model.generate_greedy(&params, &ids, 4, tok.eos_id).unwrap())
         .unwrap();
     assert!(text.contains("Paris"), "continuation {text:?}");
 
@@ -138,7 +134,7 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
     let answer = tok
         .decode(
             &model
-                .generate_greedy(&params, &ids, 12, tok.eos_id, &Device::Cpu)
+                .generate_greedy(&params, &ids, 12, tok.eos_id)
                 .unwrap(),
         )
         .unwrap();

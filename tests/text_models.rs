@@ -91,18 +91,19 @@ fn onnx_matches_candle(name: &str, external_threshold: usize) {
     let external = lethe::export::write_text_onnx(onnx, &path, external_threshold).unwrap();
     assert_eq!(external, external_threshold == 0);
     let (b, t) = e.ids.dims2().unwrap();
-    let to_i64 = |x: &Tensor| -> Vec<i64> {
-        x.to_dtype(DType::I64)
+    let to_i64 = |x: &Tensor| -> ndarray::Array2<i64> {
+        let values: Vec<i64> = x
+            .to_dtype(DType::I64)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
-            .unwrap()
+            .unwrap();
+        ndarray::Array2::from_shape_vec((b, t), values).unwrap()
     };
     let mut session = OnnxModel::load(&path, &common::onnxruntime()).unwrap();
-    let got = session
-        .run_tokens(to_i64(&e.ids), to_i64(&e.mask), b, t)
-        .unwrap();
+    let got = session.run_tokens(to_i64(&e.ids), to_i64(&e.mask)).unwrap();
+    let got: Vec<f32> = got.iter().copied().collect();
     let got = Tensor::from_vec(got, y.dims(), &Device::Cpu).unwrap();
     let d = max_diff_on_tokens(&got, &y, &e.mask);
     assert!(
@@ -188,7 +189,7 @@ fn every_parameter_gets_a_gradient() {
         let dir = fixture(name);
         let (model, params) = open(&dir);
         let mut vars = Vec::new();
-        let mut trainable = Params::new();
+        let mut trainable = Params::new(&Device::Cpu);
         for (n, t) in params.iter() {
             let v = candle_core::Var::from_tensor(t).unwrap();
             trainable.insert(n.clone(), v.as_tensor().clone());

@@ -118,7 +118,7 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
     let ckpt = Checkpoint::open(&t).unwrap();
     let model = TextModel::from_checkpoint(&ckpt).unwrap();
     let mut params = model.load_params(&ckpt, &Device::Cpu).unwrap();
-    let (cfg, set) = lora::load_adapter(&adapter, &mut params, &model, &Device::Cpu).unwrap();
+    let (cfg, set) = lora::load_adapter(&adapter, &mut params, &model).unwrap();
     assert_eq!((cfg.rank, cfg.alpha), (4, 8.0));
     let merged = lora::merged_weights(&params, &model, &set, cfg.scale()).unwrap();
     assert_eq!(merged.len(), 4);
@@ -225,7 +225,7 @@ fn taught_facts_are_forgotten_and_the_rest_kept() {
     );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let m = |when: &str, set: &str, what: &str| r[when][set][what].as_f64().unwrap();
+    let m = |when: &str, set: &str, what: &str| r["metrics"][when][set][what].as_f64().unwrap();
     assert!(m("before", "forget", "rouge_l") > 0.9);
     // Forgotten: the answers became unlikely and are no longer reproduced.
     assert!(
@@ -240,7 +240,7 @@ fn taught_facts_are_forgotten_and_the_rest_kept() {
     assert!(out.join("model.onnx").is_file());
     assert_eq!(
         json(&out.join("report.json"))["schema"],
-        "lethe.text-report.v1"
+        "lethe.unlearn.report/2"
     );
 
     // lethe diff shows both models' greedy answers side by side.
@@ -492,4 +492,43 @@ fn gguf_conversion_restores_the_hugging_face_weights_and_builds_a_tokenizer() {
         common::stderr(&o)
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn forget_data_beside_the_model_is_never_copied_into_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // The forget set named where it lies (inside the model directory), and as a copy kept
+    // elsewhere: either way the model directory's files that hold forget facts stay behind.
+    let copy = dir.path().join("facts-to-forget.jsonl");
+    std::fs::copy(tiny().join("forget.jsonl"), &copy).unwrap();
+    for (i, forget) in [tiny().join("forget.jsonl"), copy].iter().enumerate() {
+        let out = dir.path().join(format!("out{i}"));
+        let o = unlearn_text(
+            arg(&tiny()),
+            arg(forget),
+            arg(&tiny().join("retain.jsonl")),
+            &["--steps", "1", "--out", arg(&out), "--no-verify", "--json"],
+        );
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        assert!(
+            !out.join("forget.jsonl").exists(),
+            "the forget set was shipped"
+        );
+        assert!(
+            !out.join("all.jsonl").exists(),
+            "all.jsonl holds the forget facts too and was shipped"
+        );
+        assert!(out.join("retain.jsonl").is_file(), "other files are kept");
+        assert!(out.join("tokenizer.json").is_file());
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            r["outputs"]["withheld"],
+            serde_json::json!(["all.jsonl", "forget.jsonl"]),
+            "{r}"
+        );
+        assert_eq!(
+            json(&out.join("report.json"))["outputs"]["withheld"],
+            r["outputs"]["withheld"]
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! Names are Hugging Face's, with or without the `bert.` prefix of the task models. Token type
 //! ids are all 0, as for single-segment inputs.
 
+use super::family::{Role, BERT};
 use super::{f64_field, usize_field};
 use crate::error::{Error, Result};
 use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
@@ -74,59 +75,50 @@ impl Bert {
         format!("{}{rest}", self.prefix)
     }
 
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
+    /// Shape of a role's weight ([out, in] for linear layers); every module but the
+    /// embeddings has a bias.
+    fn shape_of(&self, role: Role) -> Vec<usize> {
         let h = self.hidden;
-        let mut specs = vec![
-            ParamSpec::weight(
-                &self.name("embeddings.word_embeddings.weight"),
-                &[self.vocab, h],
-            ),
-            ParamSpec::weight(
-                &self.name("embeddings.position_embeddings.weight"),
-                &[self.max_positions, h],
-            ),
-            ParamSpec::weight(
-                &self.name("embeddings.token_type_embeddings.weight"),
-                &[self.type_vocab, h],
-            ),
-        ];
-        let norm = |specs: &mut Vec<ParamSpec>, p: String| {
-            specs.push(ParamSpec::weight(&format!("{p}.weight"), &[h]));
-            specs.push(ParamSpec::weight(&format!("{p}.bias"), &[h]));
-        };
-        norm(&mut specs, self.name("embeddings.LayerNorm"));
-        for i in 0..self.layers {
-            let p = self.name(&format!("encoder.layer.{i}"));
-            for (m, out, inp) in [
-                ("attention.self.query", h, h),
-                ("attention.self.key", h, h),
-                ("attention.self.value", h, h),
-                ("attention.output.dense", h, h),
-                ("intermediate.dense", self.intermediate, h),
-                ("output.dense", h, self.intermediate),
-            ] {
-                specs.push(ParamSpec::weight(&format!("{p}.{m}.weight"), &[out, inp]));
-                specs.push(ParamSpec::weight(&format!("{p}.{m}.bias"), &[out]));
+        match role {
+            Role::Embedding => vec![self.vocab, h],
+            Role::PositionEmbedding => vec![self.max_positions, h],
+            Role::TokenTypeEmbedding => vec![self.type_vocab, h],
+            Role::EmbeddingNorm | Role::MlpNorm | Role::OutputNorm => vec![h],
+            Role::Query | Role::Key | Role::Value | Role::AttentionOutput => vec![h, h],
+            Role::MlpIn => vec![self.intermediate, h],
+            Role::Down => vec![h, self.intermediate],
+            other => unreachable!("BERT has no {other:?} module"),
+        }
+    }
+
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut specs = Vec::new();
+        let mut push = |module: String, role: Role| {
+            let shape = self.shape_of(role);
+            specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
+            let embedding = matches!(
+                role,
+                Role::Embedding | Role::PositionEmbedding | Role::TokenTypeEmbedding
+            );
+            if !embedding {
+                specs.push(ParamSpec::weight(&format!("{module}.bias"), &shape[..1]));
             }
-            norm(&mut specs, format!("{p}.attention.output.LayerNorm"));
-            norm(&mut specs, format!("{p}.output.LayerNorm"));
+        };
+        for m in BERT.head_modules {
+            push(self.name(m.hf), m.role);
+        }
+        for i in 0..self.layers {
+            for m in BERT.layer {
+                push(self.name(&format!("{}.{i}.{}", BERT.layers, m.hf)), m.role);
+            }
         }
         specs
     }
 
     pub fn linear_modules(&self) -> Vec<String> {
-        (0..self.layers)
-            .flat_map(|i| {
-                [
-                    "attention.self.query",
-                    "attention.self.key",
-                    "attention.self.value",
-                    "attention.output.dense",
-                    "intermediate.dense",
-                    "output.dense",
-                ]
-                .map(|m| self.name(&format!("encoder.layer.{i}.{m}")))
-            })
+        BERT.linear_modules(self.layers)
+            .iter()
+            .map(|m| self.name(m))
             .collect()
     }
 
@@ -145,37 +137,34 @@ impl Bert {
             head_dim: h / self.heads,
         };
         let bias = ops.attention_bias(mask, AttentionPattern::Bidirectional)?;
-        let words = ops.param(&self.name("embeddings.word_embeddings.weight"))?;
-        let positions = ops.param(&self.name("embeddings.position_embeddings.weight"))?;
-        let types = ops.param(&self.name("embeddings.token_type_embeddings.weight"))?;
+        let weight = |role| self.name(&format!("{}.weight", BERT.global(role)));
+        let words = ops.param(&weight(Role::Embedding))?;
+        let positions = ops.param(&weight(Role::PositionEmbedding))?;
+        let types = ops.param(&weight(Role::TokenTypeEmbedding))?;
         let x = ops.gather_rows(&words, ids)?;
         let pos = ops.leading_rows(&positions, ids)?;
         let x = ops.add(&x, &pos)?;
         let type0 = ops.row(&types, 0)?;
         let x = ops.add(&x, &type0)?;
-        let mut x = ops::layer_norm(ops, &x, &self.name("embeddings.LayerNorm"), self.eps)?;
+        let norm = self.name(BERT.global(Role::EmbeddingNorm));
+        let mut x = ops::layer_norm(ops, &x, &norm, self.eps)?;
         let lin = |ops: &mut O, x: &O::T, name: String| {
             ops::linear(ops, x, &name, WeightLayout::OutIn, lora_scale)
         };
         for i in 0..self.layers {
-            let p = self.name(&format!("encoder.layer.{i}"));
-            let q = lin(ops, &x, format!("{p}.attention.self.query"))?;
-            let k = lin(ops, &x, format!("{p}.attention.self.key"))?;
-            let v = lin(ops, &x, format!("{p}.attention.self.value"))?;
+            let name = |role| self.name(&BERT.layer_module(i, role));
+            let q = lin(ops, &x, name(Role::Query))?;
+            let k = lin(ops, &x, name(Role::Key))?;
+            let v = lin(ops, &x, name(Role::Value))?;
             let a = ops.attend(&layout, i, &q, &k, &v, &bias, None)?;
-            let a = lin(ops, &a, format!("{p}.attention.output.dense"))?;
+            let a = lin(ops, &a, name(Role::AttentionOutput))?;
             let a = ops.add(&a, &x)?;
-            x = ops::layer_norm(
-                ops,
-                &a,
-                &format!("{p}.attention.output.LayerNorm"),
-                self.eps,
-            )?;
-            let m = lin(ops, &x, format!("{p}.intermediate.dense"))?;
+            x = ops::layer_norm(ops, &a, &name(Role::MlpNorm), self.eps)?;
+            let m = lin(ops, &x, name(Role::MlpIn))?;
             let m = ops.gelu(&m, true)?;
-            let m = lin(ops, &m, format!("{p}.output.dense"))?;
+            let m = lin(ops, &m, name(Role::Down))?;
             let m = ops.add(&m, &x)?;
-            x = ops::layer_norm(ops, &m, &format!("{p}.output.LayerNorm"), self.eps)?;
+            x = ops::layer_norm(ops, &m, &name(Role::OutputNorm), self.eps)?;
         }
         Ok(x)
     }

@@ -2,6 +2,7 @@
 //! stored [in, out]), GELU MLP, head tied to the token embedding. Parameter names are Hugging
 //! Face's, with or without the `transformer.` prefix of GPT2LMHeadModel.
 
+use super::family::{Role, GPT2};
 use super::{f64_field, usize_field};
 use crate::error::{Error, Result};
 use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
@@ -73,42 +74,55 @@ impl Gpt2 {
         format!("{}{rest}", self.prefix)
     }
 
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
+    /// The weight of a module outside the layers.
+    fn weight(&self, role: Role) -> String {
+        self.name(&format!("{}.weight", GPT2.global(role)))
+    }
+
+    /// Shape of a role's weight (Conv1D layout: [in, out] for linear layers); every module but
+    /// the embeddings has a bias.
+    fn shape_of(&self, role: Role) -> Vec<usize> {
         let h = self.hidden;
-        let mut specs = vec![
-            ParamSpec::weight(&self.name("wte.weight"), &[self.vocab, h]),
-            ParamSpec::weight(&self.name("wpe.weight"), &[self.max_positions, h]),
-        ];
-        let norm = |specs: &mut Vec<ParamSpec>, p: String| {
-            specs.push(ParamSpec::weight(&format!("{p}.weight"), &[h]));
-            specs.push(ParamSpec::weight(&format!("{p}.bias"), &[h]));
+        match role {
+            Role::Embedding => vec![self.vocab, h],
+            Role::PositionEmbedding => vec![self.max_positions, h],
+            Role::AttentionNorm | Role::MlpNorm | Role::FinalNorm => vec![h],
+            Role::QueryKeyValue => vec![h, 3 * h],
+            Role::AttentionOutput => vec![h, h],
+            Role::MlpIn => vec![h, self.inner],
+            Role::Down => vec![self.inner, h],
+            other => unreachable!("GPT-2 has no {other:?} module"),
+        }
+    }
+
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut specs = Vec::new();
+        let mut push = |module: String, role: Role| {
+            let shape = self.shape_of(role);
+            specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
+            if !matches!(role, Role::Embedding | Role::PositionEmbedding) {
+                let out = *shape.last().expect("a shape");
+                specs.push(ParamSpec::weight(&format!("{module}.bias"), &[out]));
+            }
         };
+        for m in GPT2.head_modules {
+            push(self.name(m.hf), m.role);
+        }
         for i in 0..self.layers {
-            let p = self.name(&format!("h.{i}"));
-            norm(&mut specs, format!("{p}.ln_1"));
-            for (m, inp, out) in [
-                ("attn.c_attn", h, 3 * h),
-                ("attn.c_proj", h, h),
-                ("mlp.c_fc", h, self.inner),
-                ("mlp.c_proj", self.inner, h),
-            ] {
-                specs.push(ParamSpec::weight(&format!("{p}.{m}.weight"), &[inp, out]));
-                specs.push(ParamSpec::weight(&format!("{p}.{m}.bias"), &[out]));
-                if m == "attn.c_proj" {
-                    norm(&mut specs, format!("{p}.ln_2"));
-                }
+            for m in GPT2.layer {
+                push(self.name(&format!("{}.{i}.{}", GPT2.layers, m.hf)), m.role);
             }
         }
-        norm(&mut specs, self.name("ln_f"));
+        for m in GPT2.tail_modules {
+            push(self.name(m.hf), m.role);
+        }
         specs
     }
 
     pub fn linear_modules(&self) -> Vec<String> {
-        (0..self.layers)
-            .flat_map(|i| {
-                ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
-                    .map(|m| self.name(&format!("h.{i}.{m}")))
-            })
+        GPT2.linear_modules(self.layers)
+            .iter()
+            .map(|m| self.name(m))
             .collect()
     }
 
@@ -125,7 +139,7 @@ impl Gpt2 {
 
     /// The output head, tied to the token embedding.
     pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
-        ops::project(ops, hidden, &self.name("wte.weight"))
+        ops::project(ops, hidden, &self.weight(Role::Embedding))
     }
 
     /// The final normed hidden states [B, T, hidden].
@@ -143,8 +157,8 @@ impl Gpt2 {
             head_dim: h / self.heads,
         };
         let bias = ops.attention_bias(mask, AttentionPattern::Causal { window: None })?;
-        let wte = ops.param(&self.name("wte.weight"))?;
-        let wpe = ops.param(&self.name("wpe.weight"))?;
+        let wte = ops.param(&self.weight(Role::Embedding))?;
+        let wpe = ops.param(&self.weight(Role::PositionEmbedding))?;
         let tokens = ops.gather_rows(&wte, ids)?;
         let positions = ops.leading_rows(&wpe, ids)?;
         let mut x = ops.add(&tokens, &positions)?;
@@ -152,21 +166,21 @@ impl Gpt2 {
             ops::linear(ops, x, &name, WeightLayout::InOut, lora_scale)
         };
         for i in 0..self.layers {
-            let p = self.name(&format!("h.{i}"));
-            let a = ops::layer_norm(ops, &x, &format!("{p}.ln_1"), self.eps)?;
-            let qkv = lin(ops, &a, format!("{p}.attn.c_attn"))?;
+            let name = |role| self.name(&GPT2.layer_module(i, role));
+            let a = ops::layer_norm(ops, &x, &name(Role::AttentionNorm), self.eps)?;
+            let qkv = lin(ops, &a, name(Role::QueryKeyValue))?;
             let q = ops.narrow_last(&qkv, 0, h)?;
             let k = ops.narrow_last(&qkv, h, h)?;
             let v = ops.narrow_last(&qkv, 2 * h, h)?;
             let a = ops.attend(&layout, i, &q, &k, &v, &bias, None)?;
-            let a = lin(ops, &a, format!("{p}.attn.c_proj"))?;
+            let a = lin(ops, &a, name(Role::AttentionOutput))?;
             x = ops.add(&x, &a)?;
-            let m = ops::layer_norm(ops, &x, &format!("{p}.ln_2"), self.eps)?;
-            let m = lin(ops, &m, format!("{p}.mlp.c_fc"))?;
+            let m = ops::layer_norm(ops, &x, &name(Role::MlpNorm), self.eps)?;
+            let m = lin(ops, &m, name(Role::MlpIn))?;
             let m = ops.gelu(&m, self.exact_gelu)?;
-            let m = lin(ops, &m, format!("{p}.mlp.c_proj"))?;
+            let m = lin(ops, &m, name(Role::Down))?;
             x = ops.add(&x, &m)?;
         }
-        ops::layer_norm(ops, &x, &self.name("ln_f"), self.eps)
+        ops::layer_norm(ops, &x, &self.name(GPT2.global(Role::FinalNorm)), self.eps)
     }
 }

@@ -2,6 +2,7 @@
 //! positions, grouped-query attention, SwiGLU MLP). Parameter names are Hugging Face's.
 //! Mistral adds a sliding attention window; Qwen2 adds biases to the q/k/v projections.
 
+use super::family::{Role, LLAMA};
 use super::{bool_field, f64_field, usize_field};
 use crate::error::{Error, Result};
 use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
@@ -29,8 +30,10 @@ pub struct Llama {
     pub window: Option<usize>,
     /// Inverse frequencies of the rotary embedding, after any rope scaling.
     pub inv_freq: Vec<f64>,
-    /// cos and sin tables, computed on first use: every forward pass (each decoded token
-    /// included) reads them.
+    /// cos and sin tables, built once: every forward pass (each decoded token included) reads
+    /// them. Loading the parameters builds them on the parameters' device
+    /// ([`Llama::build_rotary_tables`]); a model used without loading (an ONNX export of given
+    /// weights) builds them on the host at first use.
     rotary: std::sync::OnceLock<(Tensor, Tensor)>,
 }
 
@@ -90,66 +93,50 @@ impl Llama {
         })
     }
 
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
+    /// Shape of a role's weight ([out, in] for linear layers) and whether it has a bias.
+    fn shape_of(&self, role: Role) -> (Vec<usize>, bool) {
         let (h, d) = (self.hidden, self.heads.head_dim);
         let (q_out, kv_out) = (self.heads.heads * d, self.heads.kv_heads * d);
-        let mut specs = vec![ParamSpec::weight(
-            "model.embed_tokens.weight",
-            &[self.vocab, h],
-        )];
-        for i in 0..self.layers {
-            let p = format!("model.layers.{i}");
-            specs.push(ParamSpec::weight(
-                &format!("{p}.input_layernorm.weight"),
-                &[h],
-            ));
-            for (name, out, inp, bias) in [
-                ("q_proj", q_out, h, self.qkv_bias),
-                ("k_proj", kv_out, h, self.qkv_bias),
-                ("v_proj", kv_out, h, self.qkv_bias),
-                ("o_proj", h, q_out, self.o_bias),
-            ] {
-                let m = format!("{p}.self_attn.{name}");
-                specs.push(ParamSpec::weight(&format!("{m}.weight"), &[out, inp]));
-                if bias {
-                    specs.push(ParamSpec::weight(&format!("{m}.bias"), &[out]));
-                }
+        match role {
+            Role::Embedding | Role::Head => (vec![self.vocab, h], false),
+            Role::AttentionNorm | Role::MlpNorm | Role::FinalNorm => (vec![h], false),
+            Role::Query => (vec![q_out, h], self.qkv_bias),
+            Role::Key | Role::Value => (vec![kv_out, h], self.qkv_bias),
+            Role::AttentionOutput => (vec![h, q_out], self.o_bias),
+            Role::Gate | Role::Up => (vec![self.intermediate, h], self.mlp_bias),
+            Role::Down => (vec![h, self.intermediate], self.mlp_bias),
+            other => unreachable!("the Llama family has no {other:?} module"),
+        }
+    }
+
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let mut specs = Vec::new();
+        let mut push = |module: &str, role: Role| {
+            let (shape, bias) = self.shape_of(role);
+            specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
+            if bias {
+                specs.push(ParamSpec::weight(&format!("{module}.bias"), &shape[..1]));
             }
-            specs.push(ParamSpec::weight(
-                &format!("{p}.post_attention_layernorm.weight"),
-                &[h],
-            ));
-            for (name, out, inp) in [
-                ("gate_proj", self.intermediate, h),
-                ("up_proj", self.intermediate, h),
-                ("down_proj", h, self.intermediate),
-            ] {
-                let m = format!("{p}.mlp.{name}");
-                specs.push(ParamSpec::weight(&format!("{m}.weight"), &[out, inp]));
-                if self.mlp_bias {
-                    specs.push(ParamSpec::weight(&format!("{m}.bias"), &[out]));
-                }
+        };
+        for m in LLAMA.head_modules {
+            push(m.hf, m.role);
+        }
+        for i in 0..self.layers {
+            for m in LLAMA.layer {
+                push(&format!("{}.{i}.{}", LLAMA.layers, m.hf), m.role);
             }
         }
-        specs.push(ParamSpec::weight("model.norm.weight", &[h]));
-        if !self.tied_embeddings {
-            specs.push(ParamSpec::weight("lm_head.weight", &[self.vocab, h]));
+        for m in LLAMA.tail_modules {
+            if m.role != Role::Head || !self.tied_embeddings {
+                push(m.hf, m.role);
+            }
         }
         specs
     }
 
     /// The linear layers LoRA can attach to, by module name.
     pub fn linear_modules(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for i in 0..self.layers {
-            for m in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-                out.push(format!("model.layers.{i}.self_attn.{m}"));
-            }
-            for m in ["gate_proj", "up_proj", "down_proj"] {
-                out.push(format!("model.layers.{i}.mlp.{m}"));
-            }
-        }
-        out
+        LLAMA.linear_modules(self.layers)
     }
 
     /// cos and sin tables [max_positions, head_dim] in the "rotate half" layout.
@@ -157,11 +144,20 @@ impl Llama {
         if let Some(t) = self.rotary.get() {
             return Ok(t.clone());
         }
-        let tables = self.compute_rotary_tables()?;
+        let tables = self.compute_rotary_tables(&Device::Cpu)?;
         Ok(self.rotary.get_or_init(|| tables).clone())
     }
 
-    fn compute_rotary_tables(&self) -> Result<(Tensor, Tensor)> {
+    /// Builds the rotary tables on `device`, where the forward passes will read them.
+    pub fn build_rotary_tables(&self, device: &Device) -> Result<()> {
+        if self.rotary.get().is_none() {
+            let tables = self.compute_rotary_tables(device)?;
+            let _ = self.rotary.set(tables);
+        }
+        Ok(())
+    }
+
+    fn compute_rotary_tables(&self, device: &Device) -> Result<(Tensor, Tensor)> {
         let d = self.heads.head_dim;
         let n = self.max_positions;
         let mut cos = Vec::with_capacity(n * d);
@@ -175,8 +171,8 @@ impl Llama {
             }
         }
         Ok((
-            Tensor::from_vec(cos, (n, d), &Device::Cpu)?,
-            Tensor::from_vec(sin, (n, d), &Device::Cpu)?,
+            Tensor::from_vec(cos, (n, d), device)?,
+            Tensor::from_vec(sin, (n, d), device)?,
         ))
     }
 
@@ -194,12 +190,12 @@ impl Llama {
 
     /// The output head: hidden states [.., hidden] → logits [.., vocab].
     pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
-        let name = if self.tied_embeddings {
-            "model.embed_tokens.weight"
+        let module = if self.tied_embeddings {
+            LLAMA.global(Role::Embedding)
         } else {
-            "lm_head.weight"
+            LLAMA.global(Role::Head)
         };
-        ops::project(ops, hidden, name)
+        ops::project(ops, hidden, &format!("{module}.weight"))
     }
 
     /// The final normed hidden states [B, T, hidden].
@@ -223,23 +219,23 @@ impl Llama {
                 window: self.window,
             },
         )?;
-        let embed = ops.param("model.embed_tokens.weight")?;
+        let embed = ops.param(&format!("{}.weight", LLAMA.global(Role::Embedding)))?;
         let mut x = ops.gather_rows(&embed, ids)?;
         let heads = self.heads;
         let lin = |ops: &mut O, x: &O::T, name: &str| {
             ops::linear(ops, x, name, WeightLayout::OutIn, lora_scale)
         };
         for i in 0..self.layers {
-            let p = format!("model.layers.{i}");
-            let h = ops::rms_norm(ops, &x, &format!("{p}.input_layernorm"), self.eps)?;
-            let q = lin(ops, &h, &format!("{p}.self_attn.q_proj"))?;
-            let k = lin(ops, &h, &format!("{p}.self_attn.k_proj"))?;
-            let v = lin(ops, &h, &format!("{p}.self_attn.v_proj"))?;
+            let name = |role| LLAMA.layer_module(i, role);
+            let h = ops::rms_norm(ops, &x, &name(Role::AttentionNorm), self.eps)?;
+            let q = lin(ops, &h, &name(Role::Query))?;
+            let k = lin(ops, &h, &name(Role::Key))?;
+            let v = lin(ops, &h, &name(Role::Value))?;
             let a = ops.attend(&heads, i, &q, &k, &v, &bias, Some(&rotary))?;
-            let a = lin(ops, &a, &format!("{p}.self_attn.o_proj"))?;
+            let a = lin(ops, &a, &name(Role::AttentionOutput))?;
             x = ops.add(&x, &a)?;
-            let norm = format!("{p}.post_attention_layernorm");
-            let mlp = ["gate_proj", "up_proj", "down_proj"].map(|m| format!("{p}.mlp.{m}"));
+            let norm = name(Role::MlpNorm);
+            let mlp = [Role::Gate, Role::Up, Role::Down].map(name);
             if mlp.iter().all(|m| ops::is_plain_linear(ops, m)) {
                 let norm = ops.param(&format!("{norm}.weight"))?;
                 let [gate, up, down] = mlp.map(|m| ops.param(&format!("{m}.weight")));
@@ -253,7 +249,7 @@ impl Llama {
                 x = ops.add(&x, &m)?;
             }
         }
-        ops::rms_norm(ops, &x, "model.norm", self.eps)
+        ops::rms_norm(ops, &x, LLAMA.global(Role::FinalNorm), self.eps)
     }
 }
 

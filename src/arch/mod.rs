@@ -4,6 +4,7 @@
 
 pub mod bert;
 mod cnn;
+pub mod family;
 pub mod gpt2;
 pub mod llama;
 mod mlp;
@@ -14,8 +15,8 @@ pub use mlp::MlpConfig;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::export::graph::{Dim, GraphBuilder};
 use crate::nn::{Block, ParamSpec, Params, RunningStats};
+use crate::onnx::graph::{Dim, GraphBuilder};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
@@ -185,7 +186,7 @@ fn labels(config: &Value) -> Result<Vec<String>> {
 
 /// Loads the parameters `specs` name from the checkpoint as f32, checking every shape.
 pub fn load_params(specs: &[ParamSpec], ckpt: &Checkpoint, device: &Device) -> Result<Params> {
-    let mut params = Params::new();
+    let mut params = Params::new(device);
     for spec in specs {
         let found = ckpt
             .shape(&spec.name)

@@ -5,11 +5,11 @@
 use super::{bert::Bert, gpt2::Gpt2, llama::Llama};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::export::graph::Dim;
 use crate::nn::eager::{Eager, KvCache};
 use crate::nn::onnx::OnnxOps;
 use crate::nn::ops::Ops;
 use crate::nn::{ParamSpec, Params};
+use crate::onnx::graph::Dim;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
@@ -175,7 +175,7 @@ impl TextModel {
         targets: &Tensor,
     ) -> Result<Tensor> {
         self.check_length(ids.dim(1)?)?;
-        let mut eager = Eager::new(params, ids.device());
+        let mut eager = Eager::new(params);
         let hidden = match &self.arch {
             TextArch::Llama(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
             TextArch::Gpt2(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
@@ -215,7 +215,7 @@ impl TextModel {
         lora_scale: f64,
     ) -> Result<Tensor> {
         self.check_length(ids.dim(1)?)?;
-        let mut eager = Eager::new(params, ids.device());
+        let mut eager = Eager::new(params);
         self.forward(&mut eager, ids, mask, lora_scale)
     }
 
@@ -227,8 +227,8 @@ impl TextModel {
         prompt: &[u32],
         max_new: usize,
         eos: Option<u32>,
-        device: &Device,
     ) -> Result<Vec<u32>> {
+        let device = params.device();
         if !self.is_causal_lm() {
             return Err(Error::Usage(format!(
                 "{} is an encoder; it does not generate text",
@@ -246,7 +246,7 @@ impl TextModel {
             let ids = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
             let mask = Tensor::ones((1, cache.offset + input.len()), DType::U32, device)?;
             let logits = {
-                let mut eager = Eager::with_cache(params, device, &mut cache);
+                let mut eager = Eager::with_cache(params, &mut cache);
                 self.forward(&mut eager, &ids, &mask, 1.0)?
             };
             cache.offset += input.len();
@@ -314,15 +314,20 @@ impl TextModel {
         }
     }
 
-    /// Loads every parameter as f32, checking names and shapes against the checkpoint.
+    /// Loads every parameter as f32 onto `device`, checking names and shapes against the
+    /// checkpoint, and builds the model's position tables there.
     pub fn load_params(&self, ckpt: &Checkpoint, device: &Device) -> Result<Params> {
-        super::load_params(&self.param_specs(), ckpt, device)
+        let params = super::load_params(&self.param_specs(), ckpt, device)?;
+        if let TextArch::Llama(m) = &self.arch {
+            m.build_rotary_tables(device)?;
+        }
+        Ok(params)
     }
 }
 
 /// An ONNX graph ready to be written (inline, or with an external data file when large).
 pub struct OnnxModel {
-    pub graph: crate::export::graph::GraphBuilder,
+    pub graph: crate::onnx::graph::GraphBuilder,
     pub name: String,
     pub output: String,
     pub metadata: Vec<(String, String)>,

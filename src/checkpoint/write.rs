@@ -26,7 +26,7 @@ impl OutputDir {
             let input_abs = absolute(input)?;
             if target_abs == input_abs || target_abs.starts_with(&input_abs) {
                 return Err(Error::Usage(format!(
-                    "output directory {} is inside the input {}; lethe never writes into its inputs: choose another --out",
+                    "the output directory {} is inside the input {}; lethe never writes into its inputs: choose another output directory",
                     target.display(),
                     input.display()
                 )));
@@ -38,10 +38,7 @@ impl OutputDir {
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
             if !empty && !overwrite {
-                return Err(Error::Usage(format!(
-                    "output directory {} already exists and is not empty (pass --overwrite to replace it)",
-                    target.display()
-                )));
+                return Err(Error::OutputNotEmpty(target.to_path_buf()));
             }
         }
         let parent = target_abs
@@ -176,12 +173,14 @@ impl View for &TensorBytes<'_> {
 
 /// Writes `checkpoint` with the tensors in `updated` replaced, into `out` (a staging directory).
 /// Tensors not in `updated` keep their exact bytes; updated ones are stored in their original
-/// dtype. Every other file of the input directory is copied.
+/// dtype. Every other file of the input directory is copied, except those `withhold` names (by
+/// their path relative to the checkpoint directory); those are returned, in that form.
 pub fn write_edited(
     checkpoint: &Checkpoint,
     updated: &BTreeMap<String, Tensor>,
     out: &Path,
-) -> Result<()> {
+    withhold: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<PathBuf>> {
     for name in updated.keys() {
         if !checkpoint.contains(name) {
             return Err(Error::MissingTensor(name.clone()));
@@ -190,12 +189,16 @@ pub fn write_edited(
     for shard in &checkpoint.shards {
         write_shard(shard, updated, &out.join(&shard.file_name))?;
     }
-    let shard_names: Vec<&str> = checkpoint
+    let shards: Vec<&Path> = checkpoint
         .shards
         .iter()
-        .map(|s| s.file_name.as_str())
+        .map(|s| Path::new(s.file_name.as_str()))
         .collect();
-    copy_other_files(&checkpoint.dir, out, &shard_names)
+    let mut withheld = Vec::new();
+    let skip = |relative: &Path| shards.contains(&relative) || withhold(relative);
+    copy_other_files(&checkpoint.dir, out, Path::new(""), &skip, &mut withheld)?;
+    withheld.retain(|p| !shards.contains(&p.as_path()));
+    Ok(withheld)
 }
 
 fn write_shard(shard: &Shard, updated: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
@@ -258,19 +261,32 @@ fn encode(t: &Tensor, dtype: Dtype, name: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn copy_other_files(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
-    let entries = std::fs::read_dir(from).map_err(|e| Error::io(from, e))?;
+/// Copies the files under `from` into `to`, except those `skip` names by their path relative to
+/// the checkpoint directory (`prefix` is `from`'s); the skipped ones are added to `skipped`.
+fn copy_other_files(
+    from: &Path,
+    to: &Path,
+    prefix: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut entries = std::fs::read_dir(from)
+        .map_err(|e| Error::io(from, e))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Error::io(from, e))?;
+    entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if skip.contains(&name.as_str()) {
+        let name = entry.file_name();
+        let relative = prefix.join(&name);
+        if skip(&relative) {
+            skipped.push(relative);
             continue;
         }
         let src = entry.path();
         let dst = to.join(&name);
         if src.is_dir() {
             std::fs::create_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
-            copy_other_files(&src, &dst, &[])?;
+            copy_other_files(&src, &dst, &relative, skip, skipped)?;
         } else if src.is_file() {
             std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
         }

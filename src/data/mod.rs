@@ -121,7 +121,7 @@ pub fn load(spec: &DataSpec) -> Result<Data> {
 fn holdout(all: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::Usage(format!(
-            "{}: no test set given; pass --test-data, or --holdout between 0 and 1",
+            "{}: no test set given, and no share of the training data held out as one (the holdout must be between 0 and 1)",
             all.source
         )));
     }

@@ -80,7 +80,7 @@ pub fn select_forget(train: &Dataset, labels: &[String], spec: &ForgetSpec) -> R
         ForgetSpec::Fraction { fraction, seed } => {
             if !(*fraction > 0.0 && *fraction < 1.0) {
                 return Err(Error::Selection(format!(
-                    "--forget-fraction must be between 0 and 1, got {fraction}"
+                    "the forget fraction must be between 0 and 1, got {fraction}"
                 )));
             }
             let mut order: Vec<usize> = (0..train.len()).collect();

@@ -1,6 +1,6 @@
 use super::{Params, RunningStats};
 use crate::error::Result;
-use crate::export::graph::{Attr, GraphBuilder};
+use crate::onnx::graph::{Attr, GraphBuilder};
 use candle_core::Tensor;
 
 /// How a parameter starts when a model is trained from scratch.

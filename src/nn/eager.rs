@@ -1,11 +1,10 @@
 //! [`Ops`] computed with candle: the training and evaluation forward pass. Gradients flow
 //! through every primitive (candle's fused softmax has no backward, so softmax is built here).
 
-use super::fused;
-use super::fused_attention::{Attention, RotaryRows};
 use super::ops::{self, AttentionPattern, HeadLayout, Ops, Rotary, MASKED};
 use super::Params;
 use crate::error::{Error, Result};
+use crate::kernels::{self, Attention, RotaryRows};
 use candle_core::{DType, Device, Tensor, TensorId, D};
 use std::sync::Arc;
 
@@ -34,10 +33,11 @@ pub struct KvCache {
 }
 
 impl<'a> Eager<'a> {
-    pub fn new(params: &'a Params, device: &Device) -> Self {
+    /// A forward pass over `params`, on their device.
+    pub fn new(params: &'a Params) -> Self {
         Eager {
             params,
-            device: device.clone(),
+            device: params.device().clone(),
             cache: None,
             attention_inputs: None,
         }
@@ -45,10 +45,10 @@ impl<'a> Eager<'a> {
 
     /// A forward pass that continues the sequence held in `cache` and extends it; the caller
     /// advances `cache.offset` by the number of input tokens afterwards.
-    pub fn with_cache(params: &'a Params, device: &Device, cache: &'a mut KvCache) -> Self {
+    pub fn with_cache(params: &'a Params, cache: &'a mut KvCache) -> Self {
         Eager {
             params,
-            device: device.clone(),
+            device: params.device().clone(),
             cache: Some(cache),
             attention_inputs: None,
         }
@@ -77,9 +77,9 @@ impl Ops for Eager<'_> {
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (ra, rb) = (a.rank(), b.rank());
         if rb == 2 && ra >= 2 {
-            if !b.track_op() && fused::applies(a) && fused::applies(b) {
-                // A frozen weight: only the input needs a gradient.
-                return Ok(super::frozen::frozen_matmul(a, b)?);
+            // A frozen weight: only the input needs a gradient.
+            if let Some(y) = kernels::frozen_matmul(a, b) {
+                return Ok(y?);
             }
             // x [.., K] · W [K, N]: one large matrix product over the flattened rows.
             let dims = a.dims().to_vec();
@@ -258,25 +258,24 @@ impl Ops for Eager<'_> {
         b: &Tensor,
         scale: f64,
     ) -> Result<Tensor> {
-        let fits = [x, w, a, b].iter().all(|t| fused::applies(t));
-        if !fits || w.track_op() || w.rank() != 2 || x.rank() < 2 {
-            return ops::adapted_matmul_composed(self, x, w, a, b, scale);
+        match kernels::adapted_matmul(x, w, a, b, scale) {
+            Some(y) => Ok(y?),
+            None => ops::adapted_matmul_composed(self, x, w, a, b, scale),
         }
-        Ok(super::frozen::frozen_lora_matmul(x, w, a, b, scale)?)
     }
 
     fn rms_norm(&mut self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-        if fused::applies(x) && fused::applies(w) {
-            return Ok(fused::rms_norm(x, w, eps)?);
+        match kernels::rms_norm(x, w, eps) {
+            Some(y) => Ok(y?),
+            None => ops::rms_norm_composed(self, x, w, eps),
         }
-        ops::rms_norm_composed(self, x, w, eps)
     }
 
     fn swiglu(&mut self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-        if fused::applies(gate) && fused::applies(up) {
-            return Ok(fused::swiglu(gate, up)?);
+        match kernels::swiglu(gate, up) {
+            Some(y) => Ok(y?),
+            None => Ok(gate.silu()?.mul(up)?),
         }
-        Ok(gate.silu()?.mul(up)?)
     }
 
     fn residual_gated_mlp(
@@ -288,12 +287,10 @@ impl Ops for Eager<'_> {
         down: &Tensor,
         eps: f64,
     ) -> Result<Tensor> {
-        let weights = [norm, gate, up, down];
-        let frozen = weights.iter().all(|w| !w.track_op() && fused::applies(w));
-        if frozen && fused::applies(x) && [gate, up, down].iter().all(|w| w.rank() == 2) {
-            return Ok(super::fused_mlp::gated_mlp(x, norm, gate, up, down, eps)?);
+        match kernels::residual_gated_mlp(x, norm, gate, up, down, eps) {
+            Some(y) => Ok(y?),
+            None => ops::residual_gated_mlp_composed(self, x, norm, gate, up, down, eps),
         }
-        ops::residual_gated_mlp_composed(self, x, norm, gate, up, down, eps)
     }
 
     fn attend(
@@ -308,7 +305,7 @@ impl Ops for Eager<'_> {
     ) -> Result<Tensor> {
         // Incremental decoding extends cached keys; it runs one token at a time, where fusing
         // saves little, so it keeps the composed form.
-        if self.cache.is_some() || ![q, k, v].iter().all(|t| fused::applies(t)) {
+        if self.cache.is_some() || !kernels::applies(&[q, k, v]) {
             return heads.attend_composed(self, layer, q, k, v, bias, rotary);
         }
         let (b, t, _) = q.dims3()?;
@@ -336,7 +333,10 @@ impl Ops for Eager<'_> {
             bias: inputs.bias.clone(),
             rotary: inputs.rotary.clone(),
         };
-        Ok(super::fused_attention::attention(op, q, k, v)?)
+        match kernels::attention(op, q, k, v) {
+            Some(y) => Ok(y?),
+            None => heads.attend_composed(self, layer, q, k, v, bias, rotary),
+        }
     }
 
     fn cached_kv(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -392,8 +392,8 @@ mod tests {
 
     /// Compares `fused` with `composed` on `inputs`: the outputs and the gradients.
     fn check(inputs: &[&Var], tol: f32, f: impl Fn(&mut Eager, bool) -> Tensor) {
-        let params = Params::new();
-        let mut eager = Eager::new(&params, &Device::Cpu);
+        let params = Params::new(&Device::Cpu);
+        let mut eager = Eager::new(&params);
         let (fused, composed) = (f(&mut eager, true), f(&mut eager, false));
         assert!(
             max_diff(&fused, &composed) < tol,
@@ -515,8 +515,8 @@ mod tests {
             random(&[12, 8], 33).as_tensor().detach(),
             random(&[8, 12], 34).as_tensor().detach(),
         );
-        let params = Params::new();
-        let mut eager = Eager::new(&params, &Device::Cpu);
+        let params = Params::new(&Device::Cpu);
+        let mut eager = Eager::new(&params);
         let y = eager
             .residual_gated_mlp(x.as_tensor(), &norm, gate.as_tensor(), &up, &down, 1e-5)
             .unwrap();

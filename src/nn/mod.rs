@@ -4,17 +4,9 @@
 
 mod block;
 pub mod eager;
-mod frozen;
-mod fused;
-mod fused_attention;
-mod fused_mlp;
 pub mod onnx;
 pub mod ops;
 mod params;
-#[cfg(target_arch = "x86_64")]
-mod sgemm;
-mod simd;
-mod strided;
 
 pub use block::{Block, ParamInit, ParamSpec};
 pub use params::{Params, RunningStats};
@@ -33,8 +25,8 @@ pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
 
 /// log-softmax(logits)[targets] of each row: logits [N, V], targets [N] → [N], differentiable.
 pub fn target_log_probs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    if fused::applies(logits) {
-        return fused::target_log_probs(logits, targets);
+    if let Some(lp) = crate::kernels::target_log_probs(logits, targets) {
+        return lp;
     }
     log_softmax(logits)?
         .gather(&targets.unsqueeze(1)?, 1)?

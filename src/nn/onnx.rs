@@ -3,7 +3,7 @@
 use super::ops::{AttentionPattern, Ops, MASKED};
 use super::Params;
 use crate::error::Result;
-use crate::export::graph::{Attr, GraphBuilder};
+use crate::onnx::graph::{Attr, GraphBuilder};
 use candle_core::Tensor;
 use std::collections::BTreeSet;
 

@@ -7,9 +7,7 @@
 use crate::error::Result;
 use candle_core::Tensor;
 
-/// Additive bias on masked attention scores. Finite, so a row with every key masked (a padding
-/// query) gives uniform weights rather than NaN; exp(-1e9 - max) is exactly 0 in f32.
-pub const MASKED: f64 = -1e9;
+pub use crate::kernels::MASKED;
 
 /// Which keys a query may attend to.
 #[derive(Clone, Copy, Debug, PartialEq)]

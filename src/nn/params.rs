@@ -1,18 +1,31 @@
 use crate::error::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 
 /// The tensors a forward pass reads, by checkpoint name. Trainable entries are the tensors of
 /// candle `Var`s (sharing storage), so a forward pass through them records gradients; frozen
 /// entries are plain tensors.
-#[derive(Clone, Default)]
+///
+/// The parameters carry the run's device: every tensor a run makes (batches, adapters, tables,
+/// resumed state) is made on `params.device()`, so the device is chosen once, when the
+/// parameters are loaded.
+#[derive(Clone)]
 pub struct Params {
     tensors: BTreeMap<String, Tensor>,
+    device: Device,
 }
 
 impl Params {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(device: &Device) -> Self {
+        Params {
+            tensors: BTreeMap::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// Where these parameters live, and where everything computed from them is made.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn get(&self, name: &str) -> Result<&Tensor> {
@@ -41,6 +54,7 @@ impl Params {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.detach()))
                 .collect(),
+            device: self.device.clone(),
         }
     }
 

@@ -1,22 +1,41 @@
-//! The run report: a JSON document with a stable schema (docs/report.md) and a table for people.
+//! The run reports: JSON documents with stable schemas (docs/report.md), one family for every
+//! kind of model, and the tables people read ([`render`]).
 
 pub mod html;
+pub mod render;
 
+use crate::text::metrics::TextMetrics;
+use crate::unlearn::lora::LoraConfig;
 use crate::unlearn::{RunLog, UnlearnConfig};
 use crate::verify::metrics::Metrics;
 use crate::verify::Parity;
 use serde::Serialize;
 
-pub const SCHEMA: &str = "lethe.unlearn.report/1";
+/// The report of an unlearning run (`report.json`, `--json`), for classifiers and language
+/// models alike.
+pub const UNLEARN_SCHEMA: &str = "lethe.unlearn.report/2";
+/// The report of a training run (`lethe train`, `lethe train-text`).
+pub const TRAIN_SCHEMA: &str = "lethe.train.report/2";
+
+/// What kind of model a run edited; decides which metrics and gates its report carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Classifier,
+    Text,
+}
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct Report<M> {
     pub schema: &'static str,
     pub lethe_version: &'static str,
     pub model: ModelInfo,
     pub data: DataInfo,
-    pub config: UnlearnConfig,
-    pub metrics: MetricsSection,
+    pub config: RunConfig,
+    pub metrics: MetricsSection<M>,
+    /// Language models: greedy answers to a few questions of each set, before and after.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SideBySide>,
     pub run: RunSummary,
     pub outputs: Outputs,
     pub verification: Option<Parity>,
@@ -26,31 +45,72 @@ pub struct Report {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelInfo {
+    pub kind: ModelKind,
     pub source: String,
     pub model_type: String,
+    /// Parameters of the architecture (buffers such as batch-norm statistics excluded).
     pub parameters: usize,
     pub trainable_parameters: usize,
+    /// The trained tensors (LoRA adapters, or the selected weights).
     pub trainable_tensors: Vec<String>,
+    /// The LoRA adapters, when adapters trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DataInfo {
-    pub train: String,
-    pub test: String,
+    /// The forget set: in words for classifiers (`class Dress`), the JSONL file for text.
     pub forget: String,
     pub forget_samples: usize,
     pub retain_samples: usize,
-    pub test_samples: usize,
+    /// Classifiers: the data files read and the test set's size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_samples: Option<usize>,
+    /// Language models: the retain set, the held-out text, and how prompts were laid out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<crate::text::PromptFormat>,
+}
+
+/// Every setting of the run: the method's, and the text objectives' where they apply.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    #[serde(flatten)]
+    pub unlearn: UnlearnConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npo_beta: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The device the run computed on.
+    pub device: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct MetricsSection {
-    pub before: Metrics,
-    pub after: Metrics,
+pub struct MetricsSection<M> {
+    pub before: M,
+    pub after: M,
     /// A reference model (usually retrained on the retain set only), when given.
-    pub reference: Option<Metrics>,
+    pub reference: Option<M>,
     pub gap_to_reference_before: Option<f64>,
     pub gap_to_reference_after: Option<f64>,
+}
+
+/// A question of the forget or retain set, answered greedily before and after the run.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct SideBySide {
+    pub set: String,
+    pub question: String,
+    pub reference: String,
+    pub before: String,
+    pub after: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -109,11 +169,18 @@ impl RunSummary {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Outputs {
+    /// The output directory (null without `--out`).
+    pub dir: Option<String>,
     pub checkpoint: Option<String>,
     pub onnx: Option<String>,
+    /// The PEFT adapter, when LoRA trained.
+    pub adapter: Option<String>,
     pub report: Option<String>,
+    /// Files of the input directory that hold forget data and were therefore not copied
+    /// (relative to the input directory).
+    pub withheld: Vec<String>,
 }
 
 /// A pass/fail condition on the result.
@@ -121,143 +188,132 @@ pub struct Outputs {
 pub struct Gate {
     pub name: String,
     pub requirement: String,
+    pub limit: f64,
     pub value: f64,
     pub passed: bool,
 }
 
-/// Thresholds a run must meet; unset ones are not checked.
+impl Gate {
+    fn at_most(name: &str, requirement: String, limit: f64, value: f64) -> Gate {
+        Gate {
+            name: name.into(),
+            requirement,
+            limit,
+            value,
+            passed: value <= limit,
+        }
+    }
+
+    fn at_least(name: &str, requirement: String, limit: f64, value: f64) -> Gate {
+        Gate {
+            name: name.into(),
+            requirement,
+            limit,
+            value,
+            passed: value >= limit,
+        }
+    }
+
+    /// The ONNX Runtime check as a gate.
+    pub fn parity(p: &Parity) -> Gate {
+        Gate {
+            name: "onnx-parity".into(),
+            requirement: format!("ONNX Runtime logits within {:e} of candle's", p.tolerance),
+            limit: p.tolerance as f64,
+            value: p.max_abs_diff as f64,
+            passed: p.passed,
+        }
+    }
+}
+
+/// Thresholds a run must meet; unset ones are not checked. Each kind of model reads its own.
 #[derive(Clone, Debug, Default)]
 pub struct GateSpec {
-    /// Largest allowed fall of TA, in points.
+    /// Classifiers: largest allowed fall of TA, in points.
     pub max_test_drop: Option<f64>,
     pub min_ua: Option<f64>,
     pub min_mia: Option<f64>,
     /// Largest allowed gap to the reference model, in points.
     pub max_gap: Option<f64>,
+    /// Language models: forget ROUGE-L (0–1) must fall to at most this.
+    pub max_forget_rouge: Option<f64>,
+    /// Retain ROUGE-L may fall by at most this many points (0–100 scale).
+    pub max_retain_rouge_drop: Option<f64>,
+    /// Perplexity may rise by at most this many percent.
+    pub max_perplexity_rise: Option<f64>,
 }
 
-impl GateSpec {
-    pub fn evaluate(&self, m: &MetricsSection, parity: Option<&Parity>) -> Vec<Gate> {
+/// Metrics that gates read.
+pub trait Gated: Sized {
+    fn gates(spec: &GateSpec, m: &MetricsSection<Self>) -> Vec<Gate>;
+}
+
+impl Gated for Metrics {
+    fn gates(spec: &GateSpec, m: &MetricsSection<Metrics>) -> Vec<Gate> {
         let mut gates = Vec::new();
-        if let Some(limit) = self.max_test_drop {
+        if let Some(limit) = spec.max_test_drop {
             let drop = m.before.ta - m.after.ta;
-            gates.push(Gate {
-                name: "max-test-drop".into(),
-                requirement: format!("TA falls by at most {limit} points"),
-                value: drop,
-                passed: drop <= limit,
-            });
+            gates.push(Gate::at_most(
+                "max-test-drop",
+                format!("TA falls by at most {limit} points"),
+                limit,
+                drop,
+            ));
         }
-        if let Some(min) = self.min_ua {
-            gates.push(Gate {
-                name: "min-ua".into(),
-                requirement: format!("UA ≥ {min} %"),
-                value: m.after.ua,
-                passed: m.after.ua >= min,
-            });
+        if let Some(min) = spec.min_ua {
+            gates.push(Gate::at_least(
+                "min-ua",
+                format!("UA ≥ {min} %"),
+                min,
+                m.after.ua,
+            ));
         }
-        if let Some(min) = self.min_mia {
-            gates.push(Gate {
-                name: "min-mia".into(),
-                requirement: format!("MIA-efficacy ≥ {min} %"),
-                value: m.after.mia,
-                passed: m.after.mia >= min,
-            });
+        if let Some(min) = spec.min_mia {
+            let requirement = format!("MIA-efficacy ≥ {min} %");
+            gates.push(Gate::at_least("min-mia", requirement, min, m.after.mia));
         }
-        if let Some(limit) = self.max_gap {
+        if let Some(limit) = spec.max_gap {
             let gap = m.gap_to_reference_after.unwrap_or(f64::NAN);
-            gates.push(Gate {
-                name: "max-gap".into(),
-                requirement: format!("gap to the reference model ≤ {limit} points"),
-                value: gap,
-                passed: gap <= limit,
-            });
-        }
-        if let Some(p) = parity {
-            gates.push(Gate {
-                name: "onnx-parity".into(),
-                requirement: format!("ONNX Runtime logits within {:e} of candle's", p.tolerance),
-                value: p.max_abs_diff as f64,
-                passed: p.passed,
-            });
+            let requirement = format!("gap to the reference model ≤ {limit} points");
+            gates.push(Gate::at_most("max-gap", requirement, limit, gap));
         }
         gates
     }
 }
 
-/// The table printed at the end of a run.
-pub fn render(report: &Report) -> String {
-    let m = &report.metrics;
-    let mut s = String::new();
-    s.push_str(&format!(
-        "{} on {} ({}): forget {} — {} forget / {} retain / {} test samples\n\n",
-        report.config.method.name(),
-        report.model.source,
-        report.model.model_type,
-        report.data.forget,
-        report.data.forget_samples,
-        report.data.retain_samples,
-        report.data.test_samples
-    ));
-    s.push_str(&format!(
-        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        "", "UA %", "RA %", "TA %", "MIA %", "gap"
-    ));
-    let gap = |g: Option<f64>| {
-        g.map(|g| format!("{g:>8.2}"))
-            .unwrap_or_else(|| format!("{:>8}", "—"))
-    };
-    let row = |name: &str, x: &Metrics, g: String| {
-        format!(
-            "{:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {}\n",
-            name, x.ua, x.ra, x.ta, x.mia, g
-        )
-    };
-    s.push_str(&row("before", &m.before, gap(m.gap_to_reference_before)));
-    s.push_str(&row("after", &m.after, gap(m.gap_to_reference_after)));
-    if let Some(r) = &m.reference {
-        s.push_str(&row("reference", r, gap(Some(0.0))));
-    }
-    let run = &report.run;
-    s.push_str(&format!(
-        "\n{} steps, {} forward / {} backward passes, {:.2} s",
-        run.steps, run.forward_passes, run.backward_passes, run.wall_seconds
-    ));
-    if let (Some(f), Some(r)) = (&run.forget_loss, &run.retain_loss) {
-        s.push_str(&format!(
-            "; forget loss {:.4} → {:.4}, retain loss {:.4} → {:.4}",
-            f.first, f.last, r.first, r.last
-        ));
-    }
-    if let Some(l) = &run.lambda {
-        s.push_str(&format!(
-            "; λ {:.4} → {:.4} (max {:.4})",
-            l.first, l.last, l.max
-        ));
-    }
-    s.push('\n');
-    if let Some(p) = &report.verification {
-        s.push_str(&format!(
-            "ONNX Runtime parity: max |Δlogit| = {:.2e} over {} samples (tolerance {:.0e}) — {}\n",
-            p.max_abs_diff,
-            p.samples,
-            p.tolerance,
-            if p.passed { "ok" } else { "FAILED" }
-        ));
-    }
-    if let Some(dir) = &report.outputs.checkpoint {
-        s.push_str(&format!("edited model: {dir}\n"));
-    }
-    for g in &report.gates {
-        if g.name != "onnx-parity" {
-            s.push_str(&format!(
-                "gate {}: {} — value {:.2} — {}\n",
-                g.name,
-                g.requirement,
-                g.value,
-                if g.passed { "met" } else { "NOT MET" }
+impl Gated for TextMetrics {
+    fn gates(spec: &GateSpec, m: &MetricsSection<TextMetrics>) -> Vec<Gate> {
+        let (before, after) = (&m.before, &m.after);
+        let mut gates = Vec::new();
+        if let Some(limit) = spec.max_forget_rouge {
+            let requirement = format!("forget ROUGE-L ≤ {limit}");
+            let value = after.forget.rouge_l;
+            gates.push(Gate::at_most("max-forget-rouge", requirement, limit, value));
+        }
+        if let Some(limit) = spec.max_retain_rouge_drop {
+            let drop = 100.0 * (before.retain.rouge_l - after.retain.rouge_l);
+            let requirement = format!("retain ROUGE-L falls by at most {limit} points");
+            gates.push(Gate::at_most(
+                "max-retain-rouge-drop",
+                requirement,
+                limit,
+                drop,
             ));
         }
+        if let (Some(limit), Some(b), Some(a)) = (
+            spec.max_perplexity_rise,
+            before.perplexity,
+            after.perplexity,
+        ) {
+            let rise = 100.0 * (a / b - 1.0);
+            let requirement = format!("perplexity rises by at most {limit} %");
+            gates.push(Gate::at_most(
+                "max-perplexity-rise",
+                requirement,
+                limit,
+                rise,
+            ));
+        }
+        gates
     }
-    s
 }

@@ -237,3 +237,25 @@ pub fn target_log_probs(
     let zeros = Tensor::zeros(b, per_token.dtype(), per_token.device())?;
     Ok(zeros.index_add(&batch.rows, &per_token, 0)?)
 }
+
+/// Summed answer log-probabilities of `rows` under `params`, in batches, without gradients.
+pub fn answer_log_probs(
+    model: &TextModel,
+    params: &Params,
+    rows: &[Encoded],
+    pad_id: u32,
+    lora_scale: f64,
+    batch_size: usize,
+) -> Result<Vec<(f32, usize)>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        crate::interrupt::check()?;
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let batch = TokenBatch::new(&refs, pad_id, params.device())?;
+        let lp: Vec<f32> = target_log_probs(model, params, &batch, lora_scale)?
+            .detach()
+            .to_vec1()?;
+        out.extend(lp.into_iter().zip(batch.counts.iter().copied()));
+    }
+    Ok(out)
+}

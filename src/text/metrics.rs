@@ -6,8 +6,25 @@ use super::tokenizer::TextTokenizer;
 use crate::arch::text::TextModel;
 use crate::error::Result;
 use crate::nn::Params;
-use crate::unlearn::text_task::answer_log_probs;
-use candle_core::Device;
+use crate::text::data::answer_log_probs;
+
+/// A question/answer set's figures: mean answer probability and NLL (per token), and the mean
+/// ROUGE-L recall of greedy answers against the reference answers.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SetMetrics {
+    pub probability: f64,
+    pub nll: f64,
+    pub rouge_l: f64,
+}
+
+/// A language model's figures on its forget and retain sets, and its perplexity on held-out
+/// text (when given).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TextMetrics {
+    pub forget: SetMetrics,
+    pub retain: SetMetrics,
+    pub perplexity: Option<f64>,
+}
 
 /// Mean over examples of the per-token answer probability exp(−NLL/|a|), and the mean
 /// per-token NLL.
@@ -87,10 +104,10 @@ pub fn answer_questions(
 ) -> Result<Vec<Answered>> {
     let mut out = Vec::new();
     for ex in examples {
+        crate::interrupt::check()?;
         let Some(q) = &ex.question else { continue };
         let prompt = prompt_ids(tok, q, format)?;
-        let ids =
-            model.generate_greedy(params, &prompt, max_new_tokens, tok.eos_id, &Device::Cpu)?;
+        let ids = model.generate_greedy(params, &prompt, max_new_tokens, tok.eos_id)?;
         let answer = tok.decode(&ids)?.trim().to_string();
         out.push(Answered {
             question: q.clone(),

@@ -8,7 +8,7 @@ use crate::arch::text::TextModel;
 use crate::error::{Error, Result};
 use crate::nn::Params;
 use crate::rng::Rng;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,7 +45,7 @@ fn layer_of(module: &str) -> Option<usize> {
 /// The modules of `model` the config selects.
 pub fn target_modules(model: &TextModel, cfg: &LoraConfig) -> Result<Vec<String>> {
     if cfg.rank == 0 {
-        return Err(Error::Usage("--lora-rank must be positive".into()));
+        return Err(Error::Usage("the LoRA rank must be positive".into()));
     }
     let all = model.linear_modules();
     for t in &cfg.targets {
@@ -93,8 +93,8 @@ pub fn attach(
     model: &TextModel,
     cfg: &LoraConfig,
     seed: u64,
-    device: &Device,
 ) -> Result<TrainableSet> {
+    let device = &params.device().clone();
     let mut rng = Rng::derived(seed, "lora-init");
     let mut init = BTreeMap::new();
     for module in target_modules(model, cfg)? {
@@ -134,8 +134,8 @@ pub fn load_adapter(
     dir: &Path,
     params: &mut Params,
     model: &TextModel,
-    device: &Device,
 ) -> Result<(LoraConfig, TrainableSet)> {
+    let device = &params.device().clone();
     let bad = |reason: String| Error::Checkpoint {
         path: dir.to_path_buf(),
         reason,
@@ -285,7 +285,7 @@ pub fn merged_weights(
 
 /// `params` without the adapter entries and with `merged` weights in place.
 pub fn without_adapters(params: &Params, merged: &BTreeMap<String, Tensor>) -> Params {
-    let mut out = Params::new();
+    let mut out = Params::new(params.device());
     for (name, t) in params.iter() {
         if name.contains(".lora_A.") || name.contains(".lora_B.") {
             continue;

@@ -15,7 +15,7 @@ pub use method::{MethodKind, StepStats};
 pub use task::{ClassifierTask, StepBatch, Task, Term};
 
 pub use objective::{ForgetObjective, LossForm};
-pub use optim::{Optimizer, OptimizerKind};
+pub use optim::{Optimizer, OptimizerKind, OptimizerName};
 pub use trainable::TrainableSet;
 
 use crate::error::{Error, Result};
@@ -172,14 +172,18 @@ pub fn run(
     progress: &indicatif::ProgressBar,
 ) -> Result<RunLog> {
     if cfg.batch_size == 0 {
-        return Err(Error::Usage("--batch-size must be positive".into()));
+        return Err(Error::Usage("the batch size must be positive".into()));
     }
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
-        return Err(Error::Usage("--lr must be a positive number".into()));
+        return Err(Error::Usage(
+            "the learning rate must be a positive number".into(),
+        ));
     }
     let forget_batch = cfg.forget_batch_size.unwrap_or(cfg.batch_size);
     if forget_batch == 0 {
-        return Err(Error::Usage("--forget-batch-size must be positive".into()));
+        return Err(Error::Usage(
+            "the forget batch size must be positive".into(),
+        ));
     }
     if samples.forget.is_empty() || samples.retain.is_empty() {
         return Err(Error::Usage(
@@ -190,7 +194,7 @@ pub fn run(
     let total_steps = cfg.steps.unwrap_or(cfg.epochs * plan.steps_per_epoch());
     if total_steps == 0 {
         return Err(Error::Usage(
-            "the run has no steps: raise --epochs or --steps".into(),
+            "the run has no steps: raise the number of epochs or steps".into(),
         ));
     }
     let mut method = make_method(cfg);
@@ -199,10 +203,10 @@ pub fn run(
     let mut log = RunLog::default();
     let mut first_step = 0;
     if let (true, Some(dir)) = (control.resume, &control.state_dir) {
-        if let Some((state, vars, buffers)) = resume::load(dir)? {
+        if let Some((state, vars, buffers)) = resume::load(dir, params.device())? {
             if state.fingerprint != control.fingerprint {
                 return Err(Error::Usage(format!(
-                    "{} holds the state of a different run (other inputs or settings); remove it or run without --resume",
+                    "{} holds the state of a different run (other inputs or settings); remove it, or start afresh instead of resuming",
                     dir.display()
                 )));
             }
@@ -249,7 +253,7 @@ pub fn run(
     let start = Instant::now();
     let wall_before = log.wall_seconds;
     for step in first_step..total_steps {
-        if resume::interrupted() {
+        if crate::interrupt::requested() {
             log.wall_seconds = wall_before + start.elapsed().as_secs_f64();
             save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
             progress.abandon();
@@ -259,7 +263,7 @@ pub fn run(
                     .state_dir
                     .as_ref()
                     .map(|d| d.display().to_string())
-                    .unwrap_or_else(|| "(none: the run has no --out)".into()),
+                    .unwrap_or_else(|| "(none: the run has no output directory)".into()),
             });
         }
         if let Some(every) = control.checkpoint_every.filter(|&n| n > 0) {
@@ -305,34 +309,4 @@ fn step_message(s: &StepStats) -> String {
         m.push_str(&format!("λ {l:.4}"));
     }
     m
-}
-
-/// Default settings of an unlearning run, shared by the command line and job files. Chosen on the
-/// bundled model by a sweep over every class (README, "every class").
-pub mod defaults {
-    pub const EPSILON: f64 = 0.0;
-    pub const BETA: f64 = 1.0;
-    pub const LAMBDA0: f64 = 5.0;
-    pub const LR: f64 = 0.003;
-    pub const MOMENTUM: f64 = 0.9;
-    pub const WEIGHT_DECAY: f64 = 5e-4;
-    pub const EPOCHS: usize = 2;
-    pub const BATCH_SIZE: usize = 128;
-    pub const HOLDOUT: f64 = 0.2;
-}
-
-/// Default settings of language-model unlearning (`unlearn-text` and text jobs), chosen on the
-/// scenario of docs/scenario.md.
-pub mod text_defaults {
-    use super::LossForm;
-    /// Plain, not log: a model that knows its retain answers has a retain loss near 1e-3, and
-    /// the log form's gradient ∇ℓ_r/ℓ_r then outweighs the forget gradient a thousandfold (and
-    /// fills AdamW's second moment, which stalls the forget term long after λ has fallen).
-    pub const LOSS_FORM: LossForm = LossForm::Plain;
-    /// Each step must lower the retain loss by 0.05 or λ grows: with ε = 0, λ reads only each
-    /// step's own change and falls to zero once the forget loss has saturated, leaving the
-    /// retain damage of the early steps unrepaired.
-    pub const EPSILON: f64 = -0.05;
-    pub const BETA: f64 = 1.0;
-    pub const LAMBDA0: f64 = 1.0;
 }

@@ -26,12 +26,24 @@ pub enum ForgetObjective {
 }
 
 impl ForgetObjective {
-    /// The objective a forget set calls for when none is chosen: a forgotten class should be
-    /// predicted as anything but itself; forgotten samples should look like unseen data.
+    /// The objectives of language models.
     pub fn is_for_text(&self) -> bool {
         matches!(self, ForgetObjective::Npo | ForgetObjective::Refusal)
     }
 
+    /// The name on the command line and in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ForgetObjective::RandomLabel => "random-label",
+            ForgetObjective::KlUniform => "kl-uniform",
+            ForgetObjective::HeldOutLevel => "held-out-level",
+            ForgetObjective::Npo => "npo",
+            ForgetObjective::Refusal => "refusal",
+        }
+    }
+
+    /// The objective a forget set calls for when none is chosen: a forgotten class should be
+    /// predicted as anything but itself; forgotten samples should look like unseen data.
     pub fn default_for(forget: &crate::data::ForgetSpec) -> ForgetObjective {
         match forget {
             crate::data::ForgetSpec::Class(_) => ForgetObjective::RandomLabel,

@@ -18,6 +18,29 @@ pub enum OptimizerKind {
     },
 }
 
+/// An optimizer by name, as the command line and job files choose it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    Sgd,
+    Adamw,
+}
+
+impl OptimizerName {
+    /// The optimizer with its settings; `momentum` applies to SGD only.
+    pub fn kind(self, momentum: f64, weight_decay: f64) -> OptimizerKind {
+        match self {
+            OptimizerName::Sgd => OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+            },
+            OptimizerName::Adamw => OptimizerKind::adamw(weight_decay),
+        }
+    }
+}
+
 impl OptimizerKind {
     /// AdamW with the usual β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
     pub fn adamw(weight_decay: f64) -> Self {

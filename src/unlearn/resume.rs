@@ -12,14 +12,6 @@ use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Set by the command line's Ctrl-C handler; the run loop stops at the next step boundary.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
 
 /// How a run saves and resumes its state.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +71,7 @@ pub fn save(
 /// The saved state, and its tensors split into trainable values and optimizer buffers.
 pub type Loaded = (RunState, HashMap<String, Tensor>, HashMap<String, Tensor>);
 
-pub fn load(dir: &Path) -> Result<Option<Loaded>> {
+pub fn load(dir: &Path, device: &Device) -> Result<Option<Loaded>> {
     let json_path = dir.join(STATE_JSON);
     if !json_path.exists() {
         return Ok(None);
@@ -91,7 +83,7 @@ pub fn load(dir: &Path) -> Result<Option<Loaded>> {
             json_path.display()
         ))
     })?;
-    let tensors = candle_core::safetensors::load(dir.join(STATE_TENSORS), &Device::Cpu)?;
+    let tensors = candle_core::safetensors::load(dir.join(STATE_TENSORS), device)?;
     let (mut vars, mut opt) = (HashMap::new(), HashMap::new());
     for (name, t) in tensors {
         if let Some(n) = name.strip_prefix("var.") {

@@ -6,7 +6,7 @@ use crate::arch::Classifier;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::Params;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 /// A loss term over a step's forget or retain rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,6 @@ pub struct ClassifierTask<'a> {
     pub objective: ForgetLoss,
     /// A fixed random wrong label for every training sample.
     pub random_labels: Vec<u32>,
-    pub device: Device,
 }
 
 impl<'a> ClassifierTask<'a> {
@@ -80,7 +79,6 @@ impl<'a> ClassifierTask<'a> {
             train,
             objective,
             random_labels,
-            device: Device::Cpu,
         }
     }
 }
@@ -94,7 +92,7 @@ impl Task for ClassifierTask<'_> {
     ) -> Result<Box<dyn StepBatch + 'b>> {
         let mut both = forget.to_vec();
         both.extend_from_slice(retain);
-        let (images, labels) = self.train.batch(&both, &self.device)?;
+        let (images, labels) = self.train.batch(&both, params.device())?;
         Ok(Box::new(ClassifierBatch {
             classifier: self.classifier,
             params,

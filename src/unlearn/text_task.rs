@@ -7,7 +7,7 @@ use crate::arch::text::TextModel;
 use crate::error::{Error, Result};
 use crate::nn::Params;
 use crate::text::data::{target_log_probs, Encoded, TokenBatch};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 pub struct TextTask<'a> {
     pub model: &'a TextModel,
@@ -23,28 +23,6 @@ pub struct TextTask<'a> {
     pub npo_beta: f64,
     pub lora_scale: f64,
     pub pad_id: u32,
-    pub device: Device,
-}
-
-/// Summed answer log-probabilities of `rows` under `params`, in batches, without gradients.
-pub fn answer_log_probs(
-    model: &TextModel,
-    params: &Params,
-    rows: &[Encoded],
-    pad_id: u32,
-    lora_scale: f64,
-    batch_size: usize,
-) -> Result<Vec<(f32, usize)>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let batch = TokenBatch::new(&refs, pad_id, &Device::Cpu)?;
-        let lp: Vec<f32> = target_log_probs(model, params, &batch, lora_scale)?
-            .detach()
-            .to_vec1()?;
-        out.extend(lp.into_iter().zip(batch.counts.iter().copied()));
-    }
-    Ok(out)
 }
 
 impl Task for TextTask<'_> {
@@ -109,7 +87,7 @@ impl TextBatch<'_> {
             .iter()
             .map(|&i| self.task.reference_log_probs[i])
             .collect();
-        let reference = Tensor::from_vec(reference, self.forget.len(), &self.task.device)?;
+        let reference = Tensor::from_vec(reference, self.forget.len(), self.params.device())?;
         let beta = self.task.npo_beta;
         let x = ((log_probs - reference)? * beta)?;
         // softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
@@ -159,7 +137,7 @@ impl StepBatch for TextBatch<'_> {
             }
             spans.push((*g, start, rows.len() - start));
         }
-        let batch = TokenBatch::new(&rows, self.task.pad_id, &self.task.device)?;
+        let batch = TokenBatch::new(&rows, self.task.pad_id, self.params.device())?;
         let log_probs =
             target_log_probs(self.task.model, self.params, &batch, self.task.lora_scale)?;
         let span = |g: Rows| spans.iter().find(|s| s.0 == g).expect("group computed");

@@ -51,7 +51,8 @@ pub fn select(
     }
     if set.vars.is_empty() {
         return Err(Error::Selection(
-            "the trainable set is empty: --train and --freeze leave nothing to train".into(),
+            "the trainable set is empty: the train and freeze patterns leave nothing to train"
+                .into(),
         ));
     }
     Ok(set)

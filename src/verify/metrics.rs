@@ -4,9 +4,9 @@
 use crate::arch::Classifier;
 use crate::data::{Dataset, Split};
 use crate::error::Result;
-use crate::nn::{softmax, Params};
+use crate::nn::Params;
 use crate::rng::Rng;
-use candle_core::Device;
+use ndarray::{ArrayView2, Axis};
 
 const EVAL_BATCH: usize = 1024;
 
@@ -19,7 +19,8 @@ pub fn logits(
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(indices.len() * classifier.num_labels());
     for chunk in indices.chunks(EVAL_BATCH) {
-        let (x, _) = data.batch(chunk, &Device::Cpu)?;
+        crate::interrupt::check()?;
+        let (x, _) = data.batch(chunk, params.device())?;
         let l = classifier.forward(params, &x, None)?.detach();
         out.extend(l.flatten_all()?.to_vec1::<f32>()?);
     }
@@ -32,25 +33,36 @@ pub struct Predictions {
     pub true_confidence: Vec<f32>,
 }
 
+/// Host-side logits [n, classes] as an array view.
+fn rows(logits: &[f32], n: usize, classes: usize) -> Result<ArrayView2<'_, f32>> {
+    ArrayView2::from_shape((n, classes), logits).map_err(|e| {
+        crate::error::Error::Runtime(format!(
+            "{} logits for {n} rows of {classes}: {e}",
+            logits.len()
+        ))
+    })
+}
+
 pub fn predictions(logits: &[f32], labels: &[u32], classes: usize) -> Result<Predictions> {
     let n = labels.len();
-    let t = candle_core::Tensor::from_slice(logits, (n, classes), &Device::Cpu)?;
-    let probs: Vec<Vec<f32>> = softmax(&t)?.to_vec2()?;
     let mut predicted = Vec::with_capacity(n);
     let mut true_confidence = Vec::with_capacity(n);
-    for (row, &y) in probs.iter().zip(labels) {
+    for (row, &y) in rows(logits, n, classes)?.axis_iter(Axis(0)).zip(labels) {
+        // softmax(row)[y] = exp(row[y] − max − log Σ exp(row − max)).
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let log_sum = row.fold(0f32, |s, &v| s + (v - max).exp()).ln();
         let (arg, _) = row
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
-                if p > best.1 {
-                    (i, p)
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 {
+                    (i, v)
                 } else {
                     best
                 }
             });
         predicted.push(arg as u32);
-        true_confidence.push(row[y as usize]);
+        true_confidence.push((row[y as usize] - max - log_sum).exp());
     }
     Ok(Predictions {
         predicted,
@@ -58,9 +70,12 @@ pub fn predictions(logits: &[f32], labels: &[u32], classes: usize) -> Result<Pre
     })
 }
 
-/// Mean cross-entropy of logits against labels.
+/// Mean cross-entropy of host-side logits against labels. It is the held-out level τ that
+/// training starts from, so it is computed by the same candle cross-entropy that training uses,
+/// on the host where the logits are.
 pub fn mean_cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> Result<f32> {
-    let t = candle_core::Tensor::from_slice(logits, (labels.len(), classes), &Device::Cpu)?;
+    let host = candle_core::Device::Cpu;
+    let t = candle_core::Tensor::from_slice(logits, (labels.len(), classes), &host)?;
     Ok(crate::unlearn::objective::cross_entropy(&t, labels)?.to_scalar::<f32>()?)
 }
 

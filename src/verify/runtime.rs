@@ -3,6 +3,7 @@
 //! answers with what to do instead.
 
 use crate::error::{Error, Result};
+use ndarray::{Array2, ArrayD};
 use ort::session::Session;
 use ort::value::Tensor;
 use std::path::{Path, PathBuf};
@@ -109,42 +110,34 @@ impl OnnxModel {
         })
     }
 
-    /// Runs a text model on token ids and an attention mask, both [batch, seq] int64 (the inputs
-    /// `input_ids` and `attention_mask`); returns the flat first output.
-    pub fn run_tokens(
-        &mut self,
-        ids: Vec<i64>,
-        mask: Vec<i64>,
-        batch: usize,
-        seq: usize,
-    ) -> Result<Vec<f32>> {
-        let shape = vec![batch, seq];
+    /// Runs a text model on token ids and an attention mask, both [batch, seq] (the inputs
+    /// `input_ids` and `attention_mask`); returns the first output.
+    pub fn run_tokens(&mut self, ids: Array2<i64>, mask: Array2<i64>) -> Result<ArrayD<f32>> {
         let err = |e: ort::Error| Error::Runtime(e.to_string());
-        let ids = Tensor::from_array((shape.clone(), ids)).map_err(err)?;
-        let mask = Tensor::from_array((shape, mask)).map_err(err)?;
+        let ids = Tensor::from_array(ids).map_err(err)?;
+        let mask = Tensor::from_array(mask).map_err(err)?;
         let outputs = self
             .session
             .run(ort::inputs!["input_ids" => ids, "attention_mask" => mask])
             .map_err(err)?;
-        let (_, values) = outputs[self.output.as_str()]
-            .try_extract_tensor::<f32>()
+        let values = outputs[self.output.as_str()]
+            .try_extract_array::<f32>()
             .map_err(err)?;
-        Ok(values.to_vec())
+        Ok(values.to_owned())
     }
 
-    /// Runs the model on `n` f32 inputs of shape `item_shape`; returns the flat output.
-    pub fn run_f32(&mut self, data: Vec<f32>, n: usize, item_shape: &[usize]) -> Result<Vec<f32>> {
-        let mut shape = vec![n];
-        shape.extend_from_slice(item_shape);
-        let tensor =
-            Tensor::from_array((shape, data)).map_err(|e| Error::Runtime(e.to_string()))?;
+    /// Runs the model on a batch of f32 inputs (the first dimension is the batch); returns the
+    /// first output.
+    pub fn run_f32(&mut self, input: ArrayD<f32>) -> Result<ArrayD<f32>> {
+        let err = |e: ort::Error| Error::Runtime(e.to_string());
+        let tensor = Tensor::from_array(input).map_err(err)?;
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(|e| Error::Runtime(e.to_string()))?;
-        let (_, values) = outputs[self.output.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::Runtime(e.to_string()))?;
-        Ok(values.to_vec())
+            .map_err(err)?;
+        let values = outputs[self.output.as_str()]
+            .try_extract_array::<f32>()
+            .map_err(err)?;
+        Ok(values.to_owned())
     }
 }

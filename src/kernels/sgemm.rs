@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::strided::Mat;
+use super::mat::Mat;
 
 /// Rows of the result per kernel call.
 const MR: usize = 6;

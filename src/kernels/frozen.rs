@@ -5,8 +5,9 @@
 //! one operation, x·W + s·(x·Aᵀ)·Bᵀ, written into one output: composed, it would keep the base
 //! product, the adapter's product and their sum, three output-sized tensors per layer.
 
-use super::fused::{values, with_values};
-use super::strided::{accumulate, product, Mat, Threads};
+use super::mat::{Mat, Threads};
+use super::products::{accumulate, product};
+use super::storage::{values, with_values};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 
 const ALL: Threads = Threads::All;

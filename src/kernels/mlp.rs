@@ -8,9 +8,9 @@
 //! and the operation keeps only the two projections, which the backward pass needs.
 
 use super::frozen::Frozen;
-use super::fused::{
-    inv_rms, normalize, rows_per_task, silu_mul, silu_mul_backward, values, with_values,
-};
+use super::fused::{inv_rms, normalize, silu_mul, silu_mul_backward};
+use super::math::rows_per_task;
+use super::storage::{values, with_values};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;

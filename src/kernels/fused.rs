@@ -2,69 +2,13 @@
 //! primitives, candle's autograd keeps every intermediate of the forward pass alive until the
 //! backward pass (four activation-sized tensors per RMSNorm, two per SwiGLU) and runs one
 //! memory-bound kernel per primitive. Fused, each keeps only its inputs and reads them once.
-//! Attention has its own module, [`super::fused_attention`].
+//! Attention has its own module, [`super::attention`].
 
+use super::math::rows_per_task;
 use super::simd;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Storage, Tensor};
+use super::storage::{values, with_values};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Tensor};
 use rayon::prelude::*;
-
-/// Whether the fused kernels can run on `t`: f32 on the CPU.
-pub fn applies(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
-
-/// The values of a contiguous f32 storage.
-pub(super) fn values<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [f32]> {
-    let all = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => candle_core::bail!("fused kernel: non-contiguous input"),
-    }
-}
-
-/// Runs `f` on the row-major values of `t` (copied only when `t` is not contiguous).
-pub(super) fn with_values<R>(
-    t: &Tensor,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => f(values(cpu, layout)?),
-        _ => candle_core::bail!("fused kernel: CPU tensors only"),
-    }
-}
-
-/// eˣ in f32 within about 2e-7 relative error, 0 below -87. Inline and branch-free, unlike
-/// libm's expf (a call with error handling per element), so the softmax and sigmoid loops around
-/// it compile to straight-line code.
-#[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
-    // x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two for an exact product), then
-    // eˣ = 2ⁿ·eʳ with eʳ from its Taylor series to r⁶ (remainder below 1.2e-7).
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer.
-    let clamped = x.clamp(-87.0, 88.0);
-    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = clamped - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        p * scale
-    }
-}
-
-/// Rows handed to one rayon task: enough work to outweigh scheduling.
-pub(super) fn rows_per_task(width: usize) -> usize {
-    (16_384 / width.max(1)).max(1)
-}
 
 pub(super) fn inv_rms(x: &[f32], eps: f32) -> f32 {
     let ms = simd::sum_squares(x) / x.len() as f32;
@@ -179,10 +123,6 @@ impl CustomOp2 for RmsNorm {
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     x.contiguous()?
         .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
-}
-
-pub(super) fn sigmoid(a: f32) -> f32 {
-    1.0 / (1.0 + exp(-a))
 }
 
 /// SiLU(a)·u, element by element over rayon's threads.
@@ -324,22 +264,4 @@ impl TargetLogProbs {
 pub fn target_log_probs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
     let targets = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
     logits.contiguous()?.apply_op1(TargetLogProbs { targets })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fast_exp_matches_libm() {
-        let mut worst = 0f64;
-        for i in -90_000..=88_000 {
-            let x = i as f32 / 1000.0;
-            let (want, got) = ((x as f64).exp(), super::exp(x) as f64);
-            if want > 1e-37 {
-                worst = worst.max(((got - want) / want).abs());
-            }
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!(super::exp(-1e9), 0.0);
-        assert_eq!(super::exp(0.0), 1.0);
-    }
 }

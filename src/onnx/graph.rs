@@ -1,7 +1,7 @@
 //! A small builder for ONNX graphs: blocks add nodes and initializers to it, and the finished
 //! graph is encoded as an ONNX model file.
 
-use super::onnx_proto::*;
+use super::proto::*;
 use crate::error::Result;
 use candle_core::Tensor;
 use prost::Message;

@@ -3,7 +3,7 @@
 //! which softmax and SiLU rows spend most of their time in, has integer conversions and a select
 //! that it does not vectorise. The AVX2 form runs exp on 8 lanes with the same polynomial.
 
-use super::fused::{exp, sigmoid};
+use super::math::{exp, sigmoid};
 
 /// Whether the CPU runs the AVX2 and FMA builds (checked once).
 pub fn avx2() -> bool {

@@ -7,8 +7,9 @@
 //! pass. Here the backward pass recomputes the probabilities of one head at a time from q and k,
 //! which the graph keeps anyway, so a layer keeps nothing of its own.
 
-use super::fused::{values, with_values};
-use super::strided::{accumulate, product, product_to, Mat, Threads};
+use super::mat::{Mat, Threads};
+use super::products::{accumulate, product, product_to};
+use super::storage::{values, with_values};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 
 /// Query rows per block of products: a causal block stops at its last visible key.
 const QUERY_BLOCK: usize = 48;
-/// Bias values below this mark masked keys (the mask adds [`super::ops::MASKED`], once or twice).
-const MASKED_LIMIT: f32 = (super::ops::MASKED / 2.0) as f32;
+/// Bias values below this mark masked keys (the mask adds [`super::MASKED`], once or twice).
+const MASKED_LIMIT: f32 = (super::MASKED / 2.0) as f32;
 
 /// cos and sin rows [T, D] of the sequence's positions ("rotate half" layout).
 pub struct RotaryRows {

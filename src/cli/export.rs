@@ -1,0 +1,31 @@
+//! `lethe export`: the ONNX model of any checkpoint lethe knows.
+
+use super::{or_bundled, Output, BUNDLED_MODEL};
+use clap::Args;
+use lethe::pipeline::inspect;
+use lethe::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A checkpoint directory or hub id [default: models/fashion-mnist-mlp, in lethe's source
+    /// checkout].
+    pub model: Option<PathBuf>,
+    /// The ONNX file to write (large text models also get OUT.data beside it).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+pub fn run(a: &ExportArgs, out: &Output) -> Result<ExitCode, Error> {
+    let model = or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?;
+    let device = out.device(None)?;
+    let r = inspect::export_onnx(&model, &a.out, a.overwrite, &device, out.progress())?;
+    out.result(&r, || match &r.external_data {
+        Some(data) => format!("wrote {} ({}; weights in {data})\n", r.onnx, r.model_type),
+        None => format!("wrote {} ({})\n", r.onnx, r.model_type),
+    });
+    Ok(ExitCode::SUCCESS)
+}

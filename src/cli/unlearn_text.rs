@@ -1,0 +1,160 @@
+//! `lethe unlearn-text`: forget question/answer facts from a causal language model, export the
+//! merged checkpoint, the PEFT adapter and ONNX, verify, report.
+
+use super::args::{OutputArgs, TextSetArgs, TrainableArgs};
+use super::{gated, Output};
+use clap::Args;
+use lethe::defaults::{self, text as d};
+use lethe::pipeline::{self, text::TextRun, TextJob, TextSpec};
+use lethe::report::{render, GateSpec};
+use lethe::unlearn::{
+    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
+};
+use lethe::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The method and schedule of a language-model run.
+#[derive(Args, Clone)]
+pub struct TextMethodArgs {
+    /// Unlearning method (npo is the NPO baseline: NPO on the forget set plus the retain loss).
+    #[arg(long, value_enum, default_value_t = defaults::METHOD)]
+    pub method: MethodKind,
+    /// Forget objective of igs and egs.
+    #[arg(long, value_enum, default_value_t = ForgetObjective::Npo)]
+    pub objective: ForgetObjective,
+    /// NPO's β.
+    #[arg(long, default_value_t = d::NPO_BETA)]
+    pub npo_beta: f64,
+    /// The answer the refusal objective teaches.
+    #[arg(long, default_value = d::REFUSAL)]
+    pub refusal: String,
+    /// How losses enter the surgery objective.
+    #[arg(long, value_enum, default_value_t = d::LOSS_FORM)]
+    pub loss_form: LossForm,
+    #[arg(long, value_enum, default_value_t = defaults::DUAL_UPDATE)]
+    pub dual_update: DualUpdate,
+    /// igs: read the retain loss after a step from the next batch (no extra forward pass).
+    #[arg(long)]
+    pub fast: bool,
+    /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
+    /// values demand an improvement).
+    #[arg(long, default_value_t = d::EPSILON, allow_negative_numbers = true)]
+    pub epsilon: f64,
+    /// Dual step size β.
+    #[arg(long, default_value_t = d::BETA)]
+    pub beta: f64,
+    /// Initial dual variable λ₀.
+    #[arg(long, default_value_t = d::LAMBDA0)]
+    pub lambda0: f64,
+    #[arg(long, value_enum, default_value_t = d::OPTIMIZER)]
+    pub optimizer: OptimizerName,
+    #[arg(long, default_value_t = d::LR)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = d::MOMENTUM)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = d::WEIGHT_DECAY)]
+    pub weight_decay: f64,
+    /// Passes over the retain set.
+    #[arg(long, default_value_t = d::EPOCHS)]
+    pub epochs: usize,
+    /// Number of steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Retain examples per step (and forget examples, unless --forget-batch-size is given).
+    #[arg(long, default_value_t = d::BATCH_SIZE)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub forget_batch_size: Option<usize>,
+    #[arg(long, default_value_t = defaults::SEED)]
+    pub seed: u64,
+}
+
+impl TextMethodArgs {
+    pub fn config(&self) -> UnlearnConfig {
+        UnlearnConfig {
+            method: self.method,
+            objective: self.objective,
+            held_out_loss: 0.0,
+            loss_form: self.loss_form,
+            dual_update: self.dual_update,
+            fast: self.fast,
+            epsilon: self.epsilon,
+            beta: self.beta,
+            lambda0: self.lambda0,
+            optimizer: self.optimizer.kind(self.momentum, self.weight_decay),
+            lr: self.lr,
+            epochs: self.epochs,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            forget_batch_size: self.forget_batch_size,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct UnlearnTextArgs {
+    /// A causal LM checkpoint directory (config.json, safetensors, tokenizer.json) or hub id.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub sets: TextSetArgs,
+    /// Questions of each set shown before and after in the report.
+    #[arg(long, default_value_t = d::SAMPLES)]
+    pub samples: usize,
+    #[command(flatten)]
+    pub trainable: TrainableArgs,
+    #[command(flatten)]
+    pub method: TextMethodArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Gate: forget ROUGE-L (0–1) must fall to at most this.
+    #[arg(long)]
+    pub max_forget_rouge: Option<f64>,
+    /// Gate: retain ROUGE-L may fall by at most this many points (0–100).
+    #[arg(long)]
+    pub max_retain_rouge_drop: Option<f64>,
+    /// Gate: perplexity on --eval-text may rise by at most this many percent.
+    #[arg(long, requires = "eval_text")]
+    pub max_perplexity_rise: Option<f64>,
+}
+
+pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
+    let job = TextJob {
+        model: a.model.clone(),
+        device: out.device(None)?,
+        config: a.method.config(),
+        gates: GateSpec {
+            max_forget_rouge: a.max_forget_rouge,
+            max_retain_rouge_drop: a.max_retain_rouge_drop,
+            max_perplexity_rise: a.max_perplexity_rise,
+            ..GateSpec::default()
+        },
+        output: a.output.settings(),
+        progress: out.progress(),
+        spec: TextSpec {
+            forget_set: a.sets.forget_set.clone(),
+            retain_set: a.sets.retain_set.clone(),
+            eval_text: a.sets.eval_text.clone(),
+            trainable: a.trainable.resolve()?,
+            npo_beta: a.method.npo_beta,
+            refusal: a.method.refusal.clone(),
+            prompt_format: a.sets.prompt_format,
+            max_new_tokens: a.sets.max_new_tokens,
+            perplexity_tokens: a.sets.perplexity_tokens,
+            samples: a.samples,
+        },
+    };
+    if a.output.out.is_none() {
+        out.note("no --out given: nothing is exported or verified");
+    }
+    run_job(&job, out)
+}
+
+/// Runs a language-model job and prints its report; gates decide the exit status.
+pub fn run_job(job: &TextJob, out: &Output) -> Result<ExitCode, Error> {
+    let report = pipeline::unlearn::<TextRun>(job)?;
+    out.result(&report, || render::text(&report));
+    Ok(gated(report.passed))
+}

@@ -1,0 +1,91 @@
+//! Every default setting, defined once. The command line (clap's `default_value_t`) and job files
+//! (`JobFile::resolved`, which writes each one into `job.resolved.toml`) both read them from here.
+
+use crate::unlearn::{DualUpdate, LossForm, MethodKind, OptimizerName};
+
+/// Shared by every kind of run.
+pub const METHOD: MethodKind = MethodKind::Igs;
+pub const DUAL_UPDATE: DualUpdate = DualUpdate::Projected;
+pub const SEED: u64 = 0;
+/// Without test data, this share of the training file is held out as the test set.
+pub const HOLDOUT: f64 = 0.2;
+pub const HOLDOUT_SEED: u64 = 0;
+/// Seed of a random forget share's draw.
+pub const FORGET_SEED: u64 = 0;
+/// The device every command computes on.
+pub const DEVICE: &str = "cpu";
+
+/// Unlearning a classifier (`lethe unlearn`, classifier jobs). Chosen on the bundled model by a
+/// sweep over every class (README, "every class").
+pub mod classifier {
+    use super::OptimizerName;
+    pub const EPSILON: f64 = 0.0;
+    pub const BETA: f64 = 1.0;
+    pub const LAMBDA0: f64 = 5.0;
+    pub const OPTIMIZER: OptimizerName = OptimizerName::Sgd;
+    pub const LR: f64 = 0.003;
+    pub const MOMENTUM: f64 = 0.9;
+    pub const WEIGHT_DECAY: f64 = 5e-4;
+    pub const EPOCHS: usize = 2;
+    pub const BATCH_SIZE: usize = 128;
+}
+
+/// Unlearning a language model (`lethe unlearn-text`, text jobs), chosen on the scenario of
+/// docs/scenario.md.
+pub mod text {
+    use super::{LossForm, OptimizerName};
+    /// Plain, not log: a model that knows its retain answers has a retain loss near 1e-3, and
+    /// the log form's gradient ∇ℓ_r/ℓ_r then outweighs the forget gradient a thousandfold (and
+    /// fills AdamW's second moment, which stalls the forget term long after λ has fallen).
+    pub const LOSS_FORM: LossForm = LossForm::Plain;
+    /// Each step must lower the retain loss by 0.05 or λ grows: with ε = 0, λ reads only each
+    /// step's own change and falls to zero once the forget loss has saturated, leaving the
+    /// retain damage of the early steps unrepaired.
+    pub const EPSILON: f64 = -0.05;
+    pub const BETA: f64 = 1.0;
+    pub const LAMBDA0: f64 = 1.0;
+    pub const OPTIMIZER: OptimizerName = OptimizerName::Adamw;
+    pub const LR: f64 = 1e-3;
+    /// SGD's momentum, when SGD is chosen.
+    pub const MOMENTUM: f64 = 0.9;
+    pub const WEIGHT_DECAY: f64 = 0.0;
+    pub const EPOCHS: usize = 5;
+    pub const BATCH_SIZE: usize = 8;
+    /// NPO's β (Zhang et al., 2024).
+    pub const NPO_BETA: f64 = 0.1;
+    /// The answer the refusal objective teaches.
+    pub const REFUSAL: &str = "I don't know.";
+    pub const LORA_RANK: usize = 8;
+    /// LoRA α is this many times the rank when not given.
+    pub const LORA_ALPHA_PER_RANK: f64 = 2.0;
+    pub const LORA_TARGETS: &[&str] = &["q_proj", "v_proj"];
+    /// The same list as one comma-separated value, for clap.
+    pub const LORA_TARGETS_ARG: &str = "q_proj,v_proj";
+    /// Longest greedy answer generated for ROUGE-L.
+    pub const MAX_NEW_TOKENS: usize = 32;
+    /// Tokens of the held-out text used for perplexity.
+    pub const PERPLEXITY_TOKENS: usize = 2048;
+    /// Questions of each set shown before and after in the report.
+    pub const SAMPLES: usize = 3;
+}
+
+/// Training a classifier from scratch (`lethe train`).
+pub mod train {
+    use super::OptimizerName;
+    pub const EPOCHS: usize = 40;
+    pub const BATCH_SIZE: usize = 128;
+    pub const LR: f64 = 1e-3;
+    pub const OPTIMIZER: OptimizerName = OptimizerName::Adamw;
+    pub const MOMENTUM: f64 = 0.9;
+    pub const WEIGHT_DECAY: f64 = 0.0;
+    pub const HIDDEN: &str = "256,128";
+    pub const CHANNELS: &str = "16,32";
+    pub const KERNEL_SIZE: usize = 3;
+}
+
+/// Fine-tuning a language model (`lethe train-text`).
+pub mod train_text {
+    pub const LR: f64 = 2e-3;
+    pub const EPOCHS: usize = 10;
+    pub const BATCH_SIZE: usize = 8;
+}
