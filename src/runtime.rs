@@ -10,7 +10,7 @@
 /// operations, where it would take a core from the matrix products that run on rayon's threads.
 pub fn tune_for_training() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // Safety: mallopt only changes allocator thresholds; called before any worker thread starts.
+    // SAFETY: mallopt only changes allocator thresholds; called before any worker thread starts.
     unsafe {
         // 32 MiB is the largest threshold glibc accepts (4 MiB × sizeof(long)); with no
         // mappings allowed at all, larger buffers come from the heap too.
@@ -28,7 +28,7 @@ pub fn tune_for_training() {
 /// ONNX Runtime check) would otherwise add their peak on top of them.
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // Safety: malloc_trim only gives free heap pages back to the kernel.
+    // SAFETY: malloc_trim only gives free heap pages back to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }

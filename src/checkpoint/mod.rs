@@ -31,7 +31,7 @@ pub struct Shard {
 impl Shard {
     pub fn open(path: &Path) -> Result<Shard> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // Safety: the file is opened read-only and lethe never writes to its inputs; a concurrent
+        // SAFETY: the file is opened read-only and lethe never writes to its inputs; a concurrent
         // writer from outside would be a misuse the OS cannot prevent for any reader.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let (header_len, metadata) = parse_header(path, &mmap)?;

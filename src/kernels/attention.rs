@@ -47,14 +47,17 @@ struct Dims {
 /// A pointer shared by tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 struct Shared(*mut f32);
+// SAFETY: a pointer is only an address; the tasks that receive it write disjoint parts of the
+// buffer, and the buffer outlives the parallel loop that hands it out.
 unsafe impl Send for Shared {}
+// SAFETY: as for Send: writes through it are disjoint.
 unsafe impl Sync for Shared {}
 
 impl Shared {
     /// The element `offset` places in. A method, so that closures capture the whole `Shared`
     /// (which is Sync) rather than its raw pointer field (which is not).
     fn at(self, offset: usize) -> *mut f32 {
-        // Safety: callers stay inside the buffer the pointer was taken from.
+        // SAFETY: callers stay inside the buffer the pointer was taken from.
         unsafe { self.0.add(offset) }
     }
 }
@@ -188,7 +191,7 @@ impl Attention {
                         let p = self.probabilities(dims, b, (rows, *keys), &qr, &kr);
                         let p = Mat::rows(&p, rows.len(), *keys, *keys);
                         let v_head = Mat::rows(v_rows, *keys, d, kw);
-                        // Safety: task (b, kv) alone writes the rows of batch b in the columns
+                        // SAFETY: task (b, kv) alone writes the rows of batch b in the columns
                         // of head h of kv's group, all inside `out`.
                         unsafe {
                             let o = dst.at((b * dims.t + rows.start) * qw + h * d);
@@ -254,7 +257,7 @@ impl Attention {
                         );
                         for (i, pos) in rows.clone().enumerate() {
                             self.unrotate_into(&gqr[i * d..][..d], pos, self.scale(), &mut row);
-                            // Safety: task (b, kv) alone writes batch b's columns of head h.
+                            // SAFETY: task (b, kv) alone writes batch b's columns of head h.
                             unsafe {
                                 let dst = gq_p.at((b * t + pos) * qw + h * d);
                                 std::ptr::copy_nonoverlapping(row.as_ptr(), dst, d);
@@ -264,7 +267,7 @@ impl Attention {
                 }
                 for pos in 0..s {
                     self.unrotate_into(&gkr[pos * d..][..d], pos, 1.0, &mut row);
-                    // Safety: task (b, kv) alone writes batch b's columns of key head kv.
+                    // SAFETY: task (b, kv) alone writes batch b's columns of key head kv.
                     unsafe {
                         let at = (b * s + pos) * kw + kv * d;
                         std::ptr::copy_nonoverlapping(row.as_ptr(), gk_p.at(at), d);

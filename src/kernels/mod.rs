@@ -4,7 +4,7 @@
 //!
 //! This module is the one entry. Each function below runs its kernel when the kernel applies to
 //! the operands and returns `None` otherwise, so that the caller (the `Eager` backend of
-//! `crate::nn`) keeps the composed form, which runs on any device. The composed forms are what
+//! the `nn` module) keeps the composed form, which runs on any device. The composed forms are what
 //! the kernels are tested against, outputs and input gradients alike.
 //!
 //! Inside: scalar math ([`math`]) and its AVX2 rows ([`simd`]); strided matrix views ([`mat`]) and
@@ -29,7 +29,7 @@ use candle_core::{DType, Tensor};
 
 /// The additive attention bias of a masked position. Finite, so a row with every key masked (a
 /// padding query) gives uniform weights rather than NaN; exp(-1e9 - max) is exactly 0 in f32.
-/// The attention kernel tells masked keys by it; `crate::nn::ops` builds its biases from it.
+/// The attention kernel tells masked keys by it; the attention biases of `nn` are built from it.
 pub const MASKED: f64 = -1e9;
 
 type Fused = Option<candle_core::Result<Tensor>>;

@@ -28,33 +28,39 @@ pub unsafe fn product_to(
             Threads::This => 1,
             Threads::All => rayon::current_num_threads(),
         };
-        return super::sgemm::product(dst, dst_rs, accumulate, lhs, rhs, threads);
+        // SAFETY: `supported` holds; the views were bounds-checked when made, and `dst` is valid
+        // and unshared per this function's contract.
+        return unsafe { super::sgemm::product(dst, dst_rs, accumulate, lhs, rhs, threads) };
     }
     let parallelism = match threads {
         Threads::This => gemm::Parallelism::None,
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
     };
-    gemm::gemm(
-        lhs.rows,
-        rhs.cols,
-        lhs.cols,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        lhs.ptr,
-        lhs.cs,
-        lhs.rs,
-        rhs.ptr,
-        rhs.cs,
-        rhs.rs,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    )
+    // SAFETY: the strides and extents passed are those of the bounds-checked views, and `dst` is
+    // valid and unshared per this function's contract.
+    unsafe {
+        gemm::gemm(
+            lhs.rows,
+            rhs.cols,
+            lhs.cols,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 /// lhs·rhs as a new row-major buffer. The buffer is not zeroed first (that would be one more
@@ -65,7 +71,7 @@ pub fn product(lhs: Mat, rhs: Mat, threads: Threads) -> Vec<f32> {
         return vec![0.0; len];
     }
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    // Safety: `out` has room for the whole [rows × cols] result, which gemm writes in full
+    // SAFETY: `out` has room for the whole [rows × cols] result, which gemm writes in full
     // when it does not accumulate and the inner dimension is not empty; only then is the
     // length set.
     unsafe {
@@ -81,7 +87,7 @@ pub fn product(lhs: Mat, rhs: Mat, threads: Threads) -> Vec<f32> {
 /// When `dst` does not have that many values.
 pub fn accumulate(dst: &mut [f32], lhs: Mat, rhs: Mat, threads: Threads) {
     assert_eq!(dst.len(), lhs.rows * rhs.cols, "destination of a product");
-    // Safety: `dst` is an exclusive borrow of exactly the result's extent.
+    // SAFETY: `dst` is an exclusive borrow of exactly the result's extent.
     unsafe { product_to(dst.as_mut_ptr(), rhs.cols, true, lhs, rhs, threads) }
 }
 

@@ -1,6 +1,6 @@
 //! The tensor operations a transformer is written in. A model's forward pass is one generic
-//! function over [`Ops`]; running it on [`super::eager::Eager`] computes with candle (and records
-//! gradients through trainable parameters), running it on [`super::onnx::OnnxOps`] emits the same
+//! function over [`Ops`]; running it on `Eager` computes with candle (and records
+//! gradients through trainable parameters), running it on `OnnxOps` emits the same
 //! computation as ONNX nodes. Training and export therefore cannot drift apart except inside one
 //! primitive here, and the ONNX Runtime parity tests pin each primitive.
 

@@ -27,6 +27,8 @@ pub use classifier::{ClassifierJob, ClassifierSpec};
 pub use text::{TextJob, TextSpec, TextTrainable};
 
 pub const REPORT_FILE: &str = "report.json";
+/// The resolved job a job-file run writes beside its outputs (docs/job.md).
+pub const RESOLVED_FILE: &str = "job.resolved.toml";
 /// Where a LoRA run writes its PEFT adapter, inside the output directory.
 pub const ADAPTER_DIR: &str = "adapter";
 
@@ -299,7 +301,7 @@ impl Withheld {
             crate::export::ONNX_FILE,
             crate::export::ONNX_DATA_FILE,
             REPORT_FILE,
-            crate::job::RESOLVED_FILE,
+            RESOLVED_FILE,
         ];
         relative.parent() == Some(Path::new("")) && stale.iter().any(|s| relative == Path::new(s))
     }
