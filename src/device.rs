@@ -14,11 +14,11 @@ pub fn parse(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         n if n == "cuda" || n.strip_prefix("cuda:").is_some_and(is_index) => {
             Err(Error::Usage(format!(
-                "--device {n}: this build of lethe computes on the CPU only; run with --device cpu"
+                "device {n:?}: this build of lethe computes on the CPU only; choose the device cpu"
             )))
         }
         other => Err(Error::Usage(format!(
-            "--device {other:?} is not a device; lethe takes {}",
+            "{other:?} is not a device; lethe takes {}",
             SUPPORTED.join(", ")
         ))),
     }

@@ -194,11 +194,7 @@ fn an_error_in_the_inputs_exits_1_with_json_when_asked() {
 #[test]
 fn bundled_defaults_say_where_they_live_when_lethe_runs_elsewhere() {
     let d = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(["unlearn", "--forget-class", "Dress"])
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let o = common::lethe_in(d.path(), &["unlearn", "--forget-class", "Dress"]);
     assert_eq!(o.status.code(), Some(2));
     let e = common::stderr(&o);
     assert!(
@@ -206,11 +202,7 @@ fn bundled_defaults_say_where_they_live_when_lethe_runs_elsewhere() {
         "{e}"
     );
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist-mlp");
-    let o = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(["eval", arg(&model), "--forget-class", "Dress"])
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let o = common::lethe_in(d.path(), &["eval", arg(&model), "--forget-class", "Dress"]);
     assert_eq!(o.status.code(), Some(2));
     let e = common::stderr(&o);
     assert!(
@@ -228,24 +220,11 @@ fn help_speaks_of_language_models_too() {
     assert!(first.contains("classifier"), "{first}");
 }
 
-/// The real SmolLM2 GGUF (fetched by scripts/fetch-smollm2.sh; CI always has it).
-fn smollm2() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must fetch the model (scripts/fetch-smollm2.sh)"
-    );
-    eprintln!("skipped: run scripts/fetch-smollm2.sh");
-    None
-}
-
 #[test]
 fn ctrl_c_stops_a_conversion_with_exit_130_and_nothing_written() {
-    let Some(gguf) = smollm2() else { return };
+    let Some(gguf) = common::smollm2_gguf() else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("converted");
     let child = Command::new(env!("CARGO_BIN_EXE_lethe"))

@@ -16,17 +16,7 @@ use std::path::{Path, PathBuf};
 const NEW_TOKENS: usize = 10;
 
 fn gguf_path() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must fetch the model (scripts/fetch-smollm2.sh)"
-    );
-    eprintln!("skipped: run scripts/fetch-smollm2.sh");
-    None
+    common::smollm2_gguf()
 }
 
 fn load_quantized(gguf: &Path) -> ModelWeights {

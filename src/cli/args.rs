@@ -1,7 +1,7 @@
 //! Argument groups several commands share. Their defaults are read from `lethe::defaults`, where
 //! job files read them too.
 
-use super::{or_bundled, BUNDLED_DATA};
+use super::{or_bundled, BUNDLED_DATA, BUNDLED_MODEL};
 use clap::Args;
 use lethe::data::{DataSpec, ForgetSpec};
 use lethe::defaults;
@@ -88,6 +88,28 @@ impl ForgetArgs {
                 "say what to forget: --forget-class, --forget-indices or --forget-fraction".into(),
             )
         })
+    }
+}
+
+/// A classifier, its data and what to forget: what unlearn, eval and bench take.
+#[derive(Args, Clone)]
+pub struct ClassifierArgs {
+    /// The model: a checkpoint directory (config.json + safetensors) or hub id [default:
+    /// models/fashion-mnist-mlp, in lethe's source checkout].
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub forget: ForgetArgs,
+    /// Seed of --forget-fraction's draw.
+    #[arg(long, default_value_t = defaults::FORGET_SEED)]
+    pub forget_seed: u64,
+}
+
+impl ClassifierArgs {
+    /// The model given, or the bundled one.
+    pub fn model(&self) -> Result<PathBuf, Error> {
+        or_bundled(self.model.as_deref(), BUNDLED_MODEL, "a model")
     }
 }
 

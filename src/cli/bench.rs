@@ -1,26 +1,18 @@
 //! `lethe bench`: time and peak memory per step of igs, igs fast, egs and fine-tuning on the same
 //! samples of a classifier.
 
-use super::args::{DataArgs, ForgetArgs, MethodArgs};
-use super::{or_bundled, Output, BUNDLED_MODEL};
+use super::args::{ClassifierArgs, MethodArgs};
+use super::Output;
 use clap::Args;
 use lethe::bench::{self, BenchJob};
 use lethe::data::ForgetSpec;
-use lethe::defaults;
 use lethe::Error;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The model [default: models/fashion-mnist-mlp, in lethe's source checkout].
-    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub forget: ForgetArgs,
-    #[arg(long, default_value_t = defaults::FORGET_SEED)]
-    pub forget_seed: u64,
+    pub classifier: ClassifierArgs,
     #[command(flatten)]
     pub method: MethodArgs,
     /// Measured steps per method and round.
@@ -34,15 +26,16 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: &BenchArgs, out: &Output) -> Result<ExitCode, Error> {
-    let forget = a
+    let c = &a.classifier;
+    let forget = c
         .forget
-        .spec(a.forget_seed)
+        .spec(c.forget_seed)
         .unwrap_or(ForgetSpec::Class("0".into()));
     let job = BenchJob {
-        model: or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?,
+        model: c.model()?,
         device: out.device(None)?,
         progress: out.progress(),
-        data: a.data.spec()?,
+        data: c.data.spec()?,
         forget: forget.clone(),
         batch_size: a.method.batch_size,
         steps: a.bench_steps,

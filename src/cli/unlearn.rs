@@ -1,9 +1,8 @@
 //! `lethe unlearn`: forget a class or samples from a classifier, export, verify, report.
 
-use super::args::{DataArgs, ForgetArgs, MethodArgs, OutputArgs};
-use super::{gated, or_bundled, Output, BUNDLED_MODEL};
+use super::args::{ClassifierArgs, MethodArgs, OutputArgs};
+use super::{gated, Output};
 use clap::Args;
-use lethe::defaults;
 use lethe::pipeline::{self, classifier::ClassifierRun, ClassifierJob, ClassifierSpec};
 use lethe::report::{render, GateSpec};
 use lethe::Error;
@@ -12,16 +11,8 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct UnlearnArgs {
-    /// The model: a checkpoint directory (config.json + safetensors) or hub id [default:
-    /// models/fashion-mnist-mlp, in lethe's source checkout].
-    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub forget: ForgetArgs,
-    /// Seed of --forget-fraction's draw.
-    #[arg(long, default_value_t = defaults::FORGET_SEED)]
-    pub forget_seed: u64,
+    pub classifier: ClassifierArgs,
     #[command(flatten)]
     pub method: MethodArgs,
     /// Train only parameters matching these globs (repeatable; default: all).
@@ -50,9 +41,10 @@ pub struct UnlearnArgs {
 }
 
 pub fn run(a: &UnlearnArgs, out: &Output) -> Result<ExitCode, Error> {
-    let forget = a.forget.required(a.forget_seed)?;
+    let c = &a.classifier;
+    let forget = c.forget.required(c.forget_seed)?;
     let job = ClassifierJob {
-        model: or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?,
+        model: c.model()?,
         device: out.device(None)?,
         config: a.method.config(&forget),
         gates: GateSpec {
@@ -65,7 +57,7 @@ pub fn run(a: &UnlearnArgs, out: &Output) -> Result<ExitCode, Error> {
         output: a.output.settings(),
         progress: out.progress(),
         spec: ClassifierSpec {
-            data: a.data.spec()?,
+            data: c.data.spec()?,
             forget,
             train_patterns: a.train_patterns.clone(),
             freeze_patterns: a.freeze_patterns.clone(),

@@ -181,3 +181,28 @@ pub fn gguf<S: AsRef<str>>(
     out.extend(data);
     out
 }
+
+/// The real SmolLM2-135M-Instruct GGUF (scripts/fetch-smollm2.sh; CI always fetches it), or None
+/// with a note when it is not here outside CI.
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must fetch the model (scripts/fetch-smollm2.sh)"
+    );
+    eprintln!("skipped: run scripts/fetch-smollm2.sh");
+    None
+}
+
+/// `lethe ARGS` run from `dir`.
+pub fn lethe_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("lethe runs")
+}
