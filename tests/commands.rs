@@ -163,7 +163,7 @@ fn usage_errors_exit_2_and_say_so_in_json_with_json() {
     }
     let o = common::lethe(&["unlearn", "--forget-class", "Dress", "--device", "cuda:0"]);
     assert!(
-        common::stderr(&o).contains("--device cpu"),
+        common::stderr(&o).contains("CPU only"),
         "{}",
         common::stderr(&o)
     );
