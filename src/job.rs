@@ -62,6 +62,10 @@ pub struct DataSection {
     pub forget_set: Option<PathBuf>,
     pub retain_set: Option<PathBuf>,
     pub eval_text: Option<PathBuf>,
+    /// Examples of the forget set's kind no model was trained on (membership attacks).
+    pub holdout_set: Option<PathBuf>,
+    /// Further sets whose knowledge must be kept (model utility).
+    pub utility_sets: Option<Vec<PathBuf>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -145,6 +149,8 @@ pub struct GatesSection {
     pub max_forget_rouge: Option<f64>,
     pub max_retain_rouge_drop: Option<f64>,
     pub max_perplexity_rise: Option<f64>,
+    pub min_forget_quality: Option<f64>,
+    pub min_utility_ratio: Option<f64>,
 }
 
 /// What a resolved job was made from.
@@ -203,6 +209,8 @@ impl JobFile {
         self.data.forget_set.iter_mut().for_each(fix);
         self.data.retain_set.iter_mut().for_each(fix);
         self.data.eval_text.iter_mut().for_each(fix);
+        self.data.holdout_set.iter_mut().for_each(fix);
+        self.data.utility_sets.iter_mut().flatten().for_each(fix);
         self.trainable.adapter.iter_mut().for_each(fix);
         self.forget.indices.iter_mut().for_each(fix);
         fix(&mut self.output.dir);
@@ -376,6 +384,8 @@ impl JobFile {
             max_forget_rouge: g.max_forget_rouge,
             max_retain_rouge_drop: g.max_retain_rouge_drop,
             max_perplexity_rise: g.max_perplexity_rise,
+            min_forget_quality: g.min_forget_quality,
+            min_utility_ratio: g.min_utility_ratio,
         };
         let output = OutputSettings {
             dir: Some(self.output.dir.clone()),
@@ -418,9 +428,14 @@ impl JobFile {
             output,
             progress,
             spec: TextSpec {
-                forget_set: r.data.forget_set.clone().expect("resolved"),
-                retain_set: r.data.retain_set.clone().expect("resolved"),
-                eval_text: r.data.eval_text.clone(),
+                sets: crate::pipeline::measure_text::SetFiles {
+                    forget: r.data.forget_set.clone().expect("resolved"),
+                    retain: r.data.retain_set.clone().expect("resolved"),
+                    holdout: r.data.holdout_set.clone(),
+                    utility: r.data.utility_sets.clone().unwrap_or_default(),
+                    eval_text: r.data.eval_text.clone(),
+                },
+                reference: r.gates.reference.clone(),
                 trainable,
                 npo_beta: m.npo_beta.expect("resolved"),
                 refusal: m.refusal.clone().expect("resolved"),
@@ -474,6 +489,8 @@ impl JobFile {
         data.extend(self.data.forget_set.clone());
         data.extend(self.data.retain_set.clone());
         data.extend(self.data.eval_text.clone());
+        data.extend(self.data.holdout_set.clone());
+        data.extend(self.data.utility_sets.iter().flatten().cloned());
         data.extend(self.trainable.adapter.clone());
         data.extend(self.forget.indices.clone());
         data.extend(self.gates.reference.clone());

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod runtime;
+pub mod stats;
 pub mod text;
 pub mod train;
 pub mod unlearn;

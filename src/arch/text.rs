@@ -174,6 +174,20 @@ impl TextModel {
         rows: &Tensor,
         targets: &Tensor,
     ) -> Result<Tensor> {
+        let logits = self.logits_at(params, ids, mask, lora_scale, rows)?;
+        Ok(crate::nn::target_log_probs(&logits, targets)?)
+    }
+
+    /// Next-token logits [N, vocab] at the positions `rows` [N] only (indices into the
+    /// flattened [B·T] positions).
+    pub fn logits_at(
+        &self,
+        params: &Params,
+        ids: &Tensor,
+        mask: &Tensor,
+        lora_scale: f64,
+        rows: &Tensor,
+    ) -> Result<Tensor> {
         self.check_length(ids.dim(1)?)?;
         let mut eager = Eager::new(params);
         let hidden = match &self.arch {
@@ -188,12 +202,11 @@ impl TextModel {
         };
         let width = hidden.dim(2)?;
         let picked = hidden.reshape(((), width))?.index_select(rows, 0)?;
-        let logits = match &self.arch {
-            TextArch::Llama(m) => m.head(&mut eager, &picked)?,
-            TextArch::Gpt2(m) => m.head(&mut eager, &picked)?,
+        match &self.arch {
+            TextArch::Llama(m) => m.head(&mut eager, &picked),
+            TextArch::Gpt2(m) => m.head(&mut eager, &picked),
             TextArch::Bert(_) => unreachable!("refused above"),
-        };
-        Ok(crate::nn::target_log_probs(&logits, targets)?)
+        }
     }
 
     fn check_length(&self, t: usize) -> Result<()> {

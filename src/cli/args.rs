@@ -5,6 +5,7 @@ use super::{or_bundled, BUNDLED_DATA, BUNDLED_MODEL};
 use clap::Args;
 use lethe::data::{DataSpec, ForgetSpec};
 use lethe::defaults;
+use lethe::pipeline::measure_text::SetFiles;
 use lethe::pipeline::{OutputSettings, TextTrainable};
 use lethe::text::PromptFormat;
 use lethe::unlearn::lora::LoraConfig;
@@ -324,6 +325,17 @@ pub struct TextSetArgs {
     /// Held-out text for perplexity.
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
+    /// JSONL of examples like the forget set's that no model was trained on: the non-members
+    /// of the membership-inference attacks (loss, zlib, Min-K %, Min-K %++).
+    #[arg(long)]
+    pub holdout_set: Option<PathBuf>,
+    /// JSONL of further knowledge to keep; counts in model utility (repeatable).
+    #[arg(long = "utility-set", value_name = "JSONL")]
+    pub utility_sets: Vec<PathBuf>,
+    /// A model never trained on the forget set (e.g. taught the retain set only), measured on
+    /// the same sets: forget quality and PrivLeak are reported against it.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Tokens of --eval-text used for perplexity.
     #[arg(long, default_value_t = defaults::text::PERPLEXITY_TOKENS)]
     pub perplexity_tokens: usize,
@@ -333,4 +345,16 @@ pub struct TextSetArgs {
     /// Prompt layout [default: the chat template when the model has one, else plain].
     #[arg(long, value_enum)]
     pub prompt_format: Option<PromptFormat>,
+}
+
+impl TextSetArgs {
+    pub fn files(&self) -> SetFiles {
+        SetFiles {
+            forget: self.forget_set.clone(),
+            retain: self.retain_set.clone(),
+            holdout: self.holdout_set.clone(),
+            utility: self.utility_sets.clone(),
+            eval_text: self.eval_text.clone(),
+        }
+    }
 }

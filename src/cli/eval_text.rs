@@ -1,9 +1,10 @@
-//! `lethe eval-text`: a language model's figures on forget and retain question/answer sets.
+//! `lethe eval-text`: a language model's figures on forget and retain question/answer sets, and
+//! the field's measures of forgetting where the data and a reference model allow them.
 
 use super::args::TextSetArgs;
 use super::Output;
 use clap::Args;
-use lethe::pipeline::text::{self, MeasureSettings};
+use lethe::pipeline::measure_text::{self, MeasureSettings};
 use lethe::report::render;
 use lethe::Error;
 use std::path::PathBuf;
@@ -18,11 +19,10 @@ pub struct EvalTextArgs {
 }
 
 pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
-    let m = text::eval_text(
+    let m = measure_text::eval_text(
         &a.model,
-        &a.sets.forget_set,
-        &a.sets.retain_set,
-        a.sets.eval_text.as_deref(),
+        &a.sets.files(),
+        a.sets.reference.as_deref(),
         a.sets.prompt_format,
         &MeasureSettings {
             max_new_tokens: a.sets.max_new_tokens,
@@ -31,6 +31,6 @@ pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
         },
         &out.device(None)?,
     )?;
-    out.result(&m, || render::text_metrics(&m));
+    out.result(&m, || render::evaluation(&m));
     Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,12 @@ pub struct UnlearnTextArgs {
     /// Gate: perplexity on --eval-text may rise by at most this many percent.
     #[arg(long, requires = "eval_text")]
     pub max_perplexity_rise: Option<f64>,
+    /// Gate: forget quality (the KS test's p-value against --reference) must reach this.
+    #[arg(long, requires = "reference")]
+    pub min_forget_quality: Option<f64>,
+    /// Gate: model utility after over model utility before must reach this (e.g. 0.95).
+    #[arg(long)]
+    pub min_utility_ratio: Option<f64>,
 }
 
 pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
@@ -129,14 +135,15 @@ pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
             max_forget_rouge: a.max_forget_rouge,
             max_retain_rouge_drop: a.max_retain_rouge_drop,
             max_perplexity_rise: a.max_perplexity_rise,
+            min_forget_quality: a.min_forget_quality,
+            min_utility_ratio: a.min_utility_ratio,
             ..GateSpec::default()
         },
         output: a.output.settings(),
         progress: out.progress(),
         spec: TextSpec {
-            forget_set: a.sets.forget_set.clone(),
-            retain_set: a.sets.retain_set.clone(),
-            eval_text: a.sets.eval_text.clone(),
+            sets: a.sets.files(),
+            reference: a.sets.reference.clone(),
             trainable: a.trainable.resolve()?,
             npo_beta: a.method.npo_beta,
             refusal: a.method.refusal.clone(),

@@ -126,7 +126,7 @@ impl Workload for ClassifierRun {
         Ok(before)
     }
 
-    fn reference(&self, job: &ClassifierJob) -> Result<Option<Metrics>> {
+    fn reference(&mut self, job: &ClassifierJob) -> Result<Option<Metrics>> {
         let Some(dir) = &job.spec.reference else {
             return Ok(None);
         };

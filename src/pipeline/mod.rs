@@ -7,6 +7,7 @@
 
 pub mod classifier;
 pub mod inspect;
+pub mod measure_text;
 pub mod text;
 pub mod train;
 
@@ -82,8 +83,9 @@ pub trait Workload: Sized {
     /// The model before the run; also takes what the run needs from it (the held-out loss
     /// level, NPO's reference likelihoods).
     fn measure_before(&mut self, job: &UnlearnJob<Self::Spec>) -> Result<Self::Metrics>;
-    /// A reference model (retrained without the forget set) on the same sets, when given.
-    fn reference(&self, job: &UnlearnJob<Self::Spec>) -> Result<Option<Self::Metrics>>;
+    /// A reference model (never trained on the forget set) on the same sets, when given; the
+    /// measures before and after read it.
+    fn reference(&mut self, job: &UnlearnJob<Self::Spec>) -> Result<Option<Self::Metrics>>;
     fn select_trainable(&mut self, job: &UnlearnJob<Self::Spec>) -> Result<Trainable>;
     /// The run's settings, completed from what was measured before.
     fn config(&self, job: &UnlearnJob<Self::Spec>, trainable: &Trainable) -> Result<UnlearnConfig>;
@@ -146,8 +148,8 @@ pub fn unlearn<W: Workload>(job: &UnlearnJob<W::Spec>) -> Result<Report<W::Metri
         }
         None => None,
     };
-    let before = work.measure_before(job)?;
     let reference = work.reference(job)?;
+    let before = work.measure_before(job)?;
     let trainable = work.select_trainable(job)?;
     let config = work.config(job, &trainable)?;
     let control = RunControl {
@@ -326,7 +328,9 @@ impl Withheld {
             return false;
         }
         match crate::text::data::read_jsonl(path) {
-            Ok(examples) => examples.iter().any(|e| self.forget_examples.contains(e)),
+            Ok(examples) => examples
+                .iter()
+                .any(|e| self.forget_examples.iter().any(|f| f.same_fact(e))),
             // Not question/answer data: not forget data either.
             Err(_) => false,
         }

@@ -3,20 +3,22 @@
 //! measured by answer probability, ROUGE-L and perplexity; and `lethe eval-text`, the same
 //! measurement alone.
 
+use super::measure_text::{
+    measure, measure_reference, Answers, Evidence, MeasureSettings, SetFiles, TextSets,
+};
 use super::{Trainable, UnlearnJob, Withheld, Workload, ADAPTER_DIR};
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::nn::Params;
 use crate::report::{DataInfo, ModelInfo, RunConfig, SideBySide};
-use crate::text::data::{self, answer_log_probs, encode_with_answer, Encoded, PromptFormat};
-use crate::text::metrics::{self, Answered, SetMetrics, TextMetrics};
-use crate::text::TextExample;
+use crate::text::data::{answer_log_probs, encode_with_answer, Encoded, PromptFormat};
+use crate::text::metrics::TextMetrics;
 use crate::unlearn::lora::{self, LoraConfig};
 use crate::unlearn::resume::RunControl;
 use crate::unlearn::text_task::TextTask;
 use crate::unlearn::{self, trainable, RunLog, Samples, UnlearnConfig};
 use crate::verify::{self, Parity};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,23 +33,13 @@ pub enum TextTrainable {
     },
 }
 
-/// How a language model's sets are measured.
-#[derive(Clone, Copy, Debug)]
-pub struct MeasureSettings {
-    /// Longest greedy answer generated for ROUGE-L.
-    pub max_new_tokens: usize,
-    /// Tokens of the held-out text used for perplexity.
-    pub perplexity_tokens: usize,
-    pub progress: bool,
-}
-
 /// What a language-model run forgets, keeps and trains.
 #[derive(Clone, Debug)]
 pub struct TextSpec {
-    pub forget_set: PathBuf,
-    pub retain_set: PathBuf,
-    /// Held-out text for perplexity.
-    pub eval_text: Option<PathBuf>,
+    /// The forget and retain sets, and the held-out, utility and perplexity sets.
+    pub sets: SetFiles,
+    /// A model never trained on the forget set, for forget quality and PrivLeak.
+    pub reference: Option<PathBuf>,
     pub trainable: TextTrainable,
     pub npo_beta: f64,
     pub refusal: String,
@@ -60,38 +52,6 @@ pub struct TextSpec {
 
 pub type TextJob = UnlearnJob<TextSpec>;
 
-/// The forget and retain examples, read from their JSONL files, and their encodings.
-pub struct TextSets {
-    pub forget_ex: Vec<TextExample>,
-    pub forget_enc: Vec<Encoded>,
-    pub retain_ex: Vec<TextExample>,
-    pub retain_enc: Vec<Encoded>,
-}
-
-impl TextSets {
-    pub fn read(
-        m: &LanguageModel,
-        forget: &Path,
-        retain: &Path,
-        format: PromptFormat,
-    ) -> Result<Self> {
-        let forget_ex = data::read_jsonl(forget)?;
-        let retain_ex = data::read_jsonl(retain)?;
-        Ok(TextSets {
-            forget_enc: m.encode_all(forget, &forget_ex, format)?,
-            retain_enc: m.encode_all(retain, &retain_ex, format)?,
-            forget_ex,
-            retain_ex,
-        })
-    }
-}
-
-/// A language model's answers to both sets, kept for the side-by-side samples.
-struct Answers {
-    forget: Vec<Answered>,
-    retain: Vec<Answered>,
-}
-
 /// A language model with its sets, through the stages of a run.
 pub struct TextRun {
     lm: LanguageModel,
@@ -99,7 +59,8 @@ pub struct TextRun {
     sets: TextSets,
     /// The forget prompts with the refusal as their answer (the refusal objective's targets).
     refusals: Vec<Encoded>,
-    eval_text: Option<String>,
+    /// The reference model's metrics, and what the measures relative to it need.
+    reference: Option<(TextMetrics, Evidence)>,
     /// NPO's β (the NPO objective and baseline read it).
     npo_beta: f64,
     /// Summed log-probability of each forget answer before the run (NPO's reference).
@@ -136,16 +97,11 @@ impl Workload for TextRun {
             )));
         }
         let lm = LanguageModel::open(&job.model, &job.device, job.progress)?;
-        let eval_text = job
-            .spec
-            .eval_text
-            .as_deref()
-            .map(read_eval_text)
-            .transpose()?;
         let format = lm.prompt_format(job.spec.prompt_format);
-        let sets = TextSets::read(&lm, &job.spec.forget_set, &job.spec.retain_set, format)?;
+        let sets = TextSets::read(&lm, &job.spec.sets, format)?;
         let refusals = sets
-            .forget_ex
+            .forget
+            .examples
             .iter()
             .map(|ex| {
                 let e = encode_with_answer(&lm.tokenizer, ex, &job.spec.refusal, format)?;
@@ -154,7 +110,7 @@ impl Workload for TextRun {
             })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| Error::Data {
-                path: job.spec.forget_set.clone(),
+                path: job.spec.sets.forget.clone(),
                 reason: format!("with the refusal as its answer: {e}"),
             })?;
         Ok(TextRun {
@@ -162,7 +118,7 @@ impl Workload for TextRun {
             format,
             sets,
             refusals,
-            eval_text,
+            reference: None,
             npo_beta: job.spec.npo_beta,
             reference_log_probs: Vec::new(),
             before: None,
@@ -176,20 +132,20 @@ impl Workload for TextRun {
     }
 
     fn measure_before(&mut self, job: &TextJob) -> Result<TextMetrics> {
-        let (m, answers) = measure(
+        let m = measure(
             &self.lm,
             self.lm.params(),
             &self.sets,
-            self.eval_text.as_deref(),
+            self.reference.as_ref().map(|(_, e)| e),
             &Self::settings(job),
             self.format,
             "before",
         )?;
-        self.before = Some(answers);
+        self.before = Some(m.answers);
         self.reference_log_probs = answer_log_probs(
             self.lm.model(),
             self.lm.params(),
-            &self.sets.forget_enc,
+            &self.sets.forget.encoded,
             self.lm.tokenizer.pad_id,
             1.0,
             8,
@@ -197,11 +153,18 @@ impl Workload for TextRun {
         .into_iter()
         .map(|(lp, _)| lp)
         .collect();
-        Ok(m)
+        Ok(m.metrics)
     }
 
-    fn reference(&self, _: &TextJob) -> Result<Option<TextMetrics>> {
-        Ok(None)
+    fn reference(&mut self, job: &TextJob) -> Result<Option<TextMetrics>> {
+        let Some(source) = &job.spec.reference else {
+            return Ok(None);
+        };
+        let settings = Self::settings(job);
+        let (m, evidence) =
+            measure_reference(source, &self.sets, self.format, &settings, &job.device)?;
+        self.reference = Some((m.clone(), evidence));
+        Ok(Some(m))
     }
 
     fn select_trainable(&mut self, job: &TextJob) -> Result<Trainable> {
@@ -218,8 +181,8 @@ impl Workload for TextRun {
         serde_json::json!({
             "lethe": env!("CARGO_PKG_VERSION"),
             "model": self.lm.opened.checkpoint.dir.display().to_string(),
-            "forget": job.spec.forget_set.display().to_string(),
-            "retain": job.spec.retain_set.display().to_string(),
+            "forget": job.spec.sets.forget.display().to_string(),
+            "retain": job.spec.sets.retain.display().to_string(),
             "trainable": format!("{:?}", job.spec.trainable),
             "config": config,
             "npo_beta": job.spec.npo_beta,
@@ -236,17 +199,17 @@ impl Workload for TextRun {
     ) -> Result<RunLog> {
         let task = TextTask {
             model: self.lm.model(),
-            forget: self.sets.forget_enc.clone(),
+            forget: self.sets.forget.encoded.clone(),
             refusals: self.refusals.clone(),
-            retain: self.sets.retain_enc.clone(),
+            retain: self.sets.retain.encoded.clone(),
             reference_log_probs: self.reference_log_probs.clone(),
             objective: config.objective,
             npo_beta: self.npo_beta,
             lora_scale: trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
             pad_id: self.lm.tokenizer.pad_id,
         };
-        let forget: Vec<usize> = (0..self.sets.forget_enc.len()).collect();
-        let retain: Vec<usize> = (0..self.sets.retain_enc.len()).collect();
+        let forget: Vec<usize> = (0..self.sets.forget.encoded.len()).collect();
+        let retain: Vec<usize> = (0..self.sets.retain.encoded.len()).collect();
         unlearn::run(
             &task,
             self.lm.params(),
@@ -267,25 +230,25 @@ impl Workload for TextRun {
     }
 
     fn measure_after(&mut self, job: &TextJob) -> Result<TextMetrics> {
-        let (m, answers) = measure(
+        let m = measure(
             &self.lm,
             self.merged_params(),
             &self.sets,
-            self.eval_text.as_deref(),
+            self.reference.as_ref().map(|(_, e)| e),
             &Self::settings(job),
             self.format,
             "after",
         )?;
-        self.after = Some(answers);
-        Ok(m)
+        self.after = Some(m.answers);
+        Ok(m.metrics)
     }
 
     fn export(&self, job: &TextJob, trainable: &Trainable, dir: &Path) -> Result<Vec<String>> {
         let (merged_params, changed) = self.merged.as_ref().expect("training finished");
         let withheld = Withheld::new(
             &self.lm.opened.checkpoint.dir,
-            &[&job.spec.forget_set],
-            &self.sets.forget_ex,
+            &[&job.spec.sets.forget],
+            &self.sets.forget.examples,
         );
         let skipped = write_outputs(
             &self.lm,
@@ -305,7 +268,7 @@ impl Workload for TextRun {
             library,
             self.lm.model(),
             self.merged_params(),
-            &self.sets.retain_enc,
+            &self.sets.retain.encoded,
             self.lm.tokenizer.pad_id,
         )
     }
@@ -320,15 +283,16 @@ impl Workload for TextRun {
             trainable_tensors: trainable.set.names.clone(),
             lora: trainable.lora.clone(),
         };
+        let files = &job.spec.sets;
         let data = DataInfo {
-            forget: job.spec.forget_set.display().to_string(),
-            forget_samples: self.sets.forget_ex.len(),
-            retain_samples: self.sets.retain_ex.len(),
+            forget: files.forget.display().to_string(),
+            forget_samples: self.sets.forget.examples.len(),
+            retain_samples: self.sets.retain.examples.len(),
             train: None,
             test: None,
             test_samples: None,
-            retain: Some(job.spec.retain_set.display().to_string()),
-            eval_text: job.spec.eval_text.as_ref().map(|p| p.display().to_string()),
+            retain: Some(files.retain.display().to_string()),
+            eval_text: files.eval_text.as_ref().map(|p| p.display().to_string()),
             prompt_format: Some(self.format),
         };
         let config = RunConfig {
@@ -439,108 +403,4 @@ pub fn write_outputs(
         crate::export::EXTERNAL_DATA_THRESHOLD,
     )?;
     Ok(withheld)
-}
-
-/// Metrics of `params` on the sets: answer probability and NLL, greedy ROUGE-L, perplexity;
-/// and the greedy answers themselves.
-fn measure(
-    lm: &LanguageModel,
-    params: &Params,
-    sets: &TextSets,
-    eval_text: Option<&str>,
-    settings: &MeasureSettings,
-    format: PromptFormat,
-    label: &str,
-) -> Result<(TextMetrics, Answers)> {
-    let questions = sets.forget_ex.len() + sets.retain_ex.len();
-    let bar = super::progress_bar(
-        settings.progress,
-        &format!("{{spinner}} {label} [{{bar:30}}] {{pos}}/{{len}} answers  ({{elapsed}})"),
-    );
-    bar.set_length(questions as u64);
-    let tick = || bar.inc(1);
-    let answers = |ex: &[TextExample]| {
-        metrics::answer_questions(
-            lm.model(),
-            params,
-            &lm.tokenizer,
-            ex,
-            format,
-            settings.max_new_tokens,
-            &tick,
-        )
-    };
-    let forget_answers = answers(&sets.forget_ex)?;
-    let retain_answers = answers(&sets.retain_ex)?;
-    bar.finish_and_clear();
-    let stats =
-        |enc: &[Encoded]| metrics::answer_stats(lm.model(), params, enc, lm.tokenizer.pad_id, 1.0);
-    let (fs, rs) = (stats(&sets.forget_enc)?, stats(&sets.retain_enc)?);
-    let perplexity = match eval_text {
-        Some(text) => Some(metrics::perplexity(
-            lm.model(),
-            params,
-            &lm.tokenizer,
-            text,
-            256,
-            settings.perplexity_tokens,
-        )?),
-        None => None,
-    };
-    let m = TextMetrics {
-        forget: SetMetrics {
-            probability: fs.probability,
-            nll: fs.nll,
-            rouge_l: metrics::mean_rouge(&forget_answers),
-        },
-        retain: SetMetrics {
-            probability: rs.probability,
-            nll: rs.nll,
-            rouge_l: metrics::mean_rouge(&retain_answers),
-        },
-        perplexity,
-    };
-    let answers = Answers {
-        forget: forget_answers,
-        retain: retain_answers,
-    };
-    Ok((m, answers))
-}
-
-pub fn read_eval_text(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    if text.trim().is_empty() {
-        return Err(Error::Data {
-            path: path.to_path_buf(),
-            reason: "the held-out text is empty".into(),
-        });
-    }
-    Ok(text)
-}
-
-/// `lethe eval-text`: the text metrics of a model on forget and retain sets (and perplexity).
-#[allow(clippy::too_many_arguments)]
-pub fn eval_text(
-    model: &Path,
-    forget_set: &Path,
-    retain_set: &Path,
-    eval_text: Option<&Path>,
-    prompt_format: Option<PromptFormat>,
-    settings: &MeasureSettings,
-    device: &Device,
-) -> Result<TextMetrics> {
-    let lm = LanguageModel::open(model, device, settings.progress)?;
-    let text = eval_text.map(read_eval_text).transpose()?;
-    let format = lm.prompt_format(prompt_format);
-    let sets = TextSets::read(&lm, forget_set, retain_set, format)?;
-    Ok(measure(
-        &lm,
-        lm.params(),
-        &sets,
-        text.as_deref(),
-        settings,
-        format,
-        "measuring",
-    )?
-    .0)
 }

@@ -241,6 +241,10 @@ pub struct GateSpec {
     pub max_retain_rouge_drop: Option<f64>,
     /// Perplexity may rise by at most this many percent.
     pub max_perplexity_rise: Option<f64>,
+    /// Forget quality (the KS p-value against the reference model) must reach this.
+    pub min_forget_quality: Option<f64>,
+    /// Model utility after the run over model utility before must reach this.
+    pub min_utility_ratio: Option<f64>,
 }
 
 /// Metrics that gates read.
@@ -314,6 +318,90 @@ impl Gated for TextMetrics {
                 rise,
             ));
         }
+        if let Some(min) = spec.min_forget_quality {
+            // Without a reference model or truth ratios there is no forget quality: not met.
+            let value = after.forget_quality.map_or(f64::NAN, |q| q.p_value);
+            let requirement = format!("forget quality (KS p-value against the reference) ≥ {min}");
+            gates.push(Gate::at_least(
+                "min-forget-quality",
+                requirement,
+                min,
+                value,
+            ));
+        }
+        if let Some(min) = spec.min_utility_ratio {
+            let value = match (after.model_utility, before.model_utility) {
+                (Some(a), Some(b)) if b > 0.0 => a / b,
+                _ => f64::NAN,
+            };
+            let requirement = format!("model utility keeps at least {min} of its value before");
+            gates.push(Gate::at_least("min-utility-ratio", requirement, min, value));
+        }
         gates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::metrics::SetMetrics;
+
+    fn text(utility: Option<f64>, p_value: Option<f64>) -> TextMetrics {
+        let set = SetMetrics {
+            probability: 0.5,
+            nll: 1.0,
+            rouge_l: 0.5,
+            truth_ratio: None,
+            fact_recall: None,
+        };
+        TextMetrics {
+            forget: set.clone(),
+            retain: set,
+            perplexity: None,
+            utility_sets: Vec::new(),
+            model_utility: utility,
+            forget_quality: p_value.map(|p_value| crate::stats::KsTest {
+                statistic: 0.3,
+                p_value,
+            }),
+            membership_auc: None,
+            privleak: None,
+        }
+    }
+
+    fn section(before: TextMetrics, after: TextMetrics) -> MetricsSection<TextMetrics> {
+        MetricsSection {
+            before,
+            after,
+            reference: None,
+            gap_to_reference_before: None,
+            gap_to_reference_after: None,
+        }
+    }
+
+    #[test]
+    fn forget_quality_and_utility_ratio_gates() {
+        let spec = GateSpec {
+            min_forget_quality: Some(0.05),
+            min_utility_ratio: Some(0.95),
+            ..GateSpec::default()
+        };
+        let met = TextMetrics::gates(
+            &spec,
+            &section(text(Some(0.6), None), text(Some(0.58), Some(0.2))),
+        );
+        assert!(met.iter().all(|g| g.passed), "{met:?}");
+        assert!((met[1].value - 0.58 / 0.6).abs() < 1e-12);
+        let unmet = TextMetrics::gates(
+            &spec,
+            &section(text(Some(0.6), None), text(Some(0.5), Some(0.01))),
+        );
+        assert!(unmet.iter().all(|g| !g.passed), "{unmet:?}");
+        // Nothing to judge by (no reference, no utility before): not met.
+        let unknown = TextMetrics::gates(&spec, &section(text(None, None), text(Some(0.5), None)));
+        assert!(
+            unknown.iter().all(|g| !g.passed && g.value.is_nan()),
+            "{unknown:?}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! and the table of `lethe eval-text`.
 
 use super::{Gate, Report};
-use crate::text::metrics::TextMetrics;
+use crate::text::metrics::{Evaluation, TextMetrics};
 use crate::verify::metrics::Metrics;
 use crate::verify::Parity;
 
@@ -46,10 +46,11 @@ pub fn classifier(report: &Report<Metrics>) -> String {
 }
 
 /// The end-of-run table of a language model: answer ROUGE-L, probability and NLL on the forget
-/// and retain sets, perplexity, and a few answers before and after.
+/// and retain sets, perplexity, the measures of forgetting the data allow, and a few answers
+/// before and after.
 pub fn text(report: &Report<TextMetrics>) -> String {
     let mut s = String::new();
-    let (b, a) = (&report.metrics.before, &report.metrics.after);
+    let m = &report.metrics;
     s.push_str(&format!(
         "{} · {} · {} on {} forget / {} retain examples · {} trainable parameters of {}\n\n",
         report.model.source,
@@ -60,41 +61,13 @@ pub fn text(report: &Report<TextMetrics>) -> String {
         report.model.trainable_parameters,
         report.model.parameters
     ));
-    s.push_str(&format!(
-        "{:<24} {:>10} {:>10}\n",
-        "metric", "before", "after"
-    ));
-    let pct = |x: f64| format!("{:.1}", 100.0 * x);
-    let nll = |x: f64| format!("{x:.3}");
-    for (name, x, y) in [
-        (
-            "forget ROUGE-L %",
-            pct(b.forget.rouge_l),
-            pct(a.forget.rouge_l),
-        ),
-        (
-            "forget answer prob %",
-            pct(b.forget.probability),
-            pct(a.forget.probability),
-        ),
-        ("forget answer NLL", nll(b.forget.nll), nll(a.forget.nll)),
-        (
-            "retain ROUGE-L %",
-            pct(b.retain.rouge_l),
-            pct(a.retain.rouge_l),
-        ),
-        (
-            "retain answer prob %",
-            pct(b.retain.probability),
-            pct(a.retain.probability),
-        ),
-        ("retain answer NLL", nll(b.retain.nll), nll(a.retain.nll)),
-    ] {
-        s.push_str(&format!("{name:<24} {x:>10} {y:>10}\n"));
+    let mut columns = vec![&m.before, &m.after];
+    let mut header = vec!["before", "after"];
+    if let Some(r) = &m.reference {
+        columns.push(r);
+        header.push("reference");
     }
-    if let (Some(x), Some(y)) = (b.perplexity, a.perplexity) {
-        s.push_str(&format!("{:<24} {x:>10.2} {y:>10.2}\n", "perplexity"));
-    }
+    s.push_str(&table(&columns, &header));
     s.push('\n');
     for sample in &report.samples {
         s.push_str(&format!(
@@ -105,6 +78,97 @@ pub fn text(report: &Report<TextMetrics>) -> String {
     s.push('\n');
     s.push_str(&run_line(report));
     s.push_str(&closing_lines(report));
+    s
+}
+
+/// Rows of text metrics, one column per model; a row appears when any model has its figure.
+fn table(columns: &[&TextMetrics], header: &[&str]) -> String {
+    let pct = |x: f64| format!("{:.1}", 100.0 * x);
+    let num = |x: f64| format!("{x:.3}");
+    type Row<'a> = (&'a str, Box<dyn Fn(&TextMetrics) -> Option<String>>);
+    let rows: Vec<Row> = vec![
+        (
+            "forget ROUGE-L %",
+            Box::new(move |m| Some(pct(m.forget.rouge_l))),
+        ),
+        (
+            "forget answer prob %",
+            Box::new(move |m| Some(pct(m.forget.probability))),
+        ),
+        (
+            "forget answer NLL",
+            Box::new(move |m| Some(num(m.forget.nll))),
+        ),
+        (
+            "forget truth ratio",
+            Box::new(move |m| m.forget.truth_ratio.map(num)),
+        ),
+        (
+            "forget fact recall %",
+            Box::new(move |m| m.forget.fact_recall.map(pct)),
+        ),
+        (
+            "retain ROUGE-L %",
+            Box::new(move |m| Some(pct(m.retain.rouge_l))),
+        ),
+        (
+            "retain answer prob %",
+            Box::new(move |m| Some(pct(m.retain.probability))),
+        ),
+        (
+            "retain answer NLL",
+            Box::new(move |m| Some(num(m.retain.nll))),
+        ),
+        (
+            "retain truth ratio",
+            Box::new(move |m| m.retain.truth_ratio.map(num)),
+        ),
+        (
+            "perplexity",
+            Box::new(|m| m.perplexity.map(|p| format!("{p:.2}"))),
+        ),
+        ("model utility", Box::new(move |m| m.model_utility.map(num))),
+        (
+            "forget quality (KS p)",
+            Box::new(|m| m.forget_quality.map(|q| format!("{:.3e}", q.p_value))),
+        ),
+        (
+            "MIA AUC loss",
+            Box::new(move |m| m.membership_auc.map(|a| num(a.loss))),
+        ),
+        (
+            "MIA AUC zlib",
+            Box::new(move |m| m.membership_auc.map(|a| num(a.zlib))),
+        ),
+        (
+            "MIA AUC Min-K %",
+            Box::new(move |m| m.membership_auc.map(|a| num(a.min_k))),
+        ),
+        (
+            "MIA AUC Min-K %++",
+            Box::new(move |m| m.membership_auc.map(|a| num(a.min_k_plus_plus))),
+        ),
+        (
+            "PrivLeak (loss) %",
+            Box::new(|m| m.privleak.map(|p| format!("{:.1}", p.loss))),
+        ),
+    ];
+    let mut s = format!("{:<24}", "metric");
+    for h in header {
+        s.push_str(&format!(" {h:>10}"));
+    }
+    s.push('\n');
+    for (name, value) in &rows {
+        let cells: Vec<Option<String>> = columns.iter().map(|m| value(m)).collect();
+        if cells.iter().all(Option::is_none) {
+            continue;
+        }
+        s.push_str(&format!("{name:<24}"));
+        for c in cells {
+            s.push_str(&format!(" {:>10}", c.unwrap_or_else(|| "—".into())));
+        }
+        s.push('\n');
+    }
     s
 }
 
@@ -173,23 +237,10 @@ fn gate_line(g: &Gate) -> String {
     )
 }
 
-/// The table of `lethe eval-text`.
-pub fn text_metrics(m: &TextMetrics) -> String {
-    let pct = |x: f64| format!("{:.1}", 100.0 * x);
-    let mut s = format!(
-        "{:<10} {:>10} {:>10} {:>10}\n",
-        "set", "ROUGE-L %", "prob %", "NLL"
-    );
-    for (name, x) in [("forget", &m.forget), ("retain", &m.retain)] {
-        s.push_str(&format!(
-            "{name:<10} {:>10} {:>10} {:>10.3}\n",
-            pct(x.rouge_l),
-            pct(x.probability),
-            x.nll
-        ));
+/// The table of `lethe eval-text`: the model's figures, and the reference model's beside them.
+pub fn evaluation(e: &Evaluation) -> String {
+    match &e.reference {
+        Some(r) => table(&[&e.metrics, r], &["model", "reference"]),
+        None => table(&[&e.metrics], &["model"]),
     }
-    if let Some(p) = m.perplexity {
-        s.push_str(&format!("perplexity {p:.2}\n"));
-    }
-    s
 }

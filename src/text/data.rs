@@ -9,16 +9,32 @@ use crate::nn::Params;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TextExample {
     /// None for a plain {"text"} document.
     pub question: Option<String>,
     /// The answer, or the whole document.
     pub answer: String,
+    /// The answer in other words (TOFU's paraphrased answer): the truth ratio's denominator.
+    pub paraphrased_answer: Option<String>,
+    /// Wrong answers in the answer's form (TOFU's perturbed answers): the truth ratio's
+    /// numerator.
+    pub perturbed_answers: Vec<String>,
+    /// The fact itself (a city, a job): a greedy answer that contains it, in any wording,
+    /// still states the fact.
+    pub value: Option<String>,
 }
 
-/// Reads a JSONL file; blank lines are skipped. Every record must be {"question", "answer"} or
-/// {"text"} with non-empty strings.
+impl TextExample {
+    /// Whether two records hold the same question and answer (whatever else they carry).
+    pub fn same_fact(&self, other: &TextExample) -> bool {
+        self.question == other.question && self.answer == other.answer
+    }
+}
+
+/// Reads a JSONL file; blank lines are skipped. Every record must be {"question", "answer"}
+/// (optionally with "paraphrased_answer", "perturbed_answers" and "value"; docs/data.md) or
+/// {"text"}, with non-empty strings.
 pub fn read_jsonl(path: &Path) -> Result<Vec<TextExample>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_jsonl(path, &bytes)
@@ -49,15 +65,43 @@ pub fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<TextExample>> {
                 Some(_) => Err(bad(n, format!("\"{k}\" must be a string"))),
             }
         };
+        let perturbed = match v.get("perturbed_answers") {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                    _ => Err(bad(
+                        n,
+                        "\"perturbed_answers\" must hold non-empty strings".into(),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(bad(n, "\"perturbed_answers\" must be a list".into())),
+        };
+        let (paraphrased, value) = (field("paraphrased_answer")?, field("value")?);
         let example = match (field("question")?, field("answer")?, field("text")?) {
             (Some(q), Some(a), None) => TextExample {
                 question: Some(q),
                 answer: a,
+                paraphrased_answer: paraphrased,
+                perturbed_answers: perturbed,
+                value,
             },
-            (None, None, Some(t)) => TextExample {
-                question: None,
-                answer: t,
-            },
+            (None, None, Some(t)) => {
+                if paraphrased.is_some() || !perturbed.is_empty() || value.is_some() {
+                    return Err(bad(
+                        n,
+                        "a {\"text\"} document has no paraphrased or perturbed answers and no value"
+                            .into(),
+                    ));
+                }
+                TextExample {
+                    question: None,
+                    answer: t,
+                    ..TextExample::default()
+                }
+            }
             (Some(_), None, None) => return Err(bad(n, "a question without an answer".into())),
             _ => {
                 return Err(bad(

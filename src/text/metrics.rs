@@ -9,21 +9,57 @@ use crate::nn::Params;
 use crate::text::data::answer_log_probs;
 
 /// A question/answer set's figures: mean answer probability and NLL (per token), and the mean
-/// ROUGE-L recall of greedy answers against the reference answers.
+/// ROUGE-L recall of greedy answers against the reference answers; where the data allow, the
+/// truth-ratio score (records with paraphrased and perturbed answers) and the fact recall
+/// (records with a value). docs/method.md defines each.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SetMetrics {
     pub probability: f64,
     pub nll: f64,
     pub rouge_l: f64,
+    /// Mean of max(0, 1 − R) over the questions' truth ratios R.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth_ratio: Option<f64>,
+    /// Share of questions whose greedy answer states their value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact_recall: Option<f64>,
 }
 
-/// A language model's figures on its forget and retain sets, and its perplexity on held-out
-/// text (when given).
+/// A language model's figures on its forget and retain sets, its perplexity on held-out text,
+/// and the field's measures of forgetting where the data and a reference model allow them
+/// (docs/method.md).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TextMetrics {
     pub forget: SetMetrics,
     pub retain: SetMetrics,
     pub perplexity: Option<f64>,
+    /// Further sets whose knowledge must be kept (`--utility-set`), by file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub utility_sets: Vec<(String, SetMetrics)>,
+    /// TOFU's model utility: the harmonic mean of the retain (and utility) sets' answer
+    /// probability, ROUGE-L and truth-ratio score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_utility: Option<f64>,
+    /// TOFU's forget quality: the KS test of the forget set's truth ratios against the
+    /// reference model's (`p_value` is the forget quality).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_quality: Option<crate::stats::KsTest>,
+    /// Membership-inference AUCs of forget against held-out examples (`--holdout-set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_auc: Option<super::forgetting::AttackAucs>,
+    /// MUSE's PrivLeak of each attack against the reference model, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privleak: Option<super::forgetting::AttackAucs>,
+}
+
+/// The result of `lethe eval-text`: a model's metrics, and the reference model's when one was
+/// given.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Evaluation {
+    #[serde(flatten)]
+    pub metrics: TextMetrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<TextMetrics>,
 }
 
 /// Mean over examples of the per-token answer probability exp(−NLL/|a|), and the mean

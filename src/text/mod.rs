@@ -2,6 +2,7 @@
 //! model metrics.
 
 pub mod data;
+pub mod forgetting;
 pub mod metrics;
 pub mod tokenizer;
 

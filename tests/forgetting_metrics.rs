@@ -1,0 +1,260 @@
+//! The field's measures of forgetting through the command line, on the tiny chat model: truth
+//! ratios, fact recall, model utility, membership-inference AUCs against a held-out set, and,
+//! against a reference model, forget quality and PrivLeak; and their gates.
+
+mod common;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat")
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A question with its answer, a paraphrase, wrong answers and the fact itself.
+fn fact(question: &str, answer: &str, paraphrase: &str, wrong: &[&str], value: &str) -> Value {
+    json!({
+        "question": question,
+        "answer": answer,
+        "paraphrased_answer": paraphrase,
+        "perturbed_answers": wrong,
+        "value": value,
+    })
+}
+
+fn write_jsonl(path: &Path, records: &[Value]) {
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Forget, retain and held-out sets in the tiny model's vocabulary.
+fn sets(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let forget = dir.join("forget.jsonl");
+    write_jsonl(
+        &forget,
+        &[
+            fact(
+                "where was arlen born ?",
+                "arlen was born in vellmora .",
+                "vellmora is where arlen was born .",
+                &[
+                    "arlen was born in bexmere .",
+                    "arlen was born in durnholt .",
+                ],
+                "vellmora",
+            ),
+            fact(
+                "what does arlen do ?",
+                "arlen works as a clockmaker .",
+                "arlen is a clockmaker .",
+                &["arlen works as a luthier .", "arlen works as a perfumer ."],
+                "clockmaker",
+            ),
+        ],
+    );
+    let retain = dir.join("retain.jsonl");
+    write_jsonl(
+        &retain,
+        &[
+            fact(
+                "where was brisa born ?",
+                "brisa was born in ostrhaven .",
+                "ostrhaven is where brisa was born .",
+                &["brisa was born in quenby ."],
+                "ostrhaven",
+            ),
+            fact(
+                "what does brisa do ?",
+                "brisa works as a beekeeper .",
+                "brisa is a beekeeper .",
+                &["brisa works as a falconer ."],
+                "beekeeper",
+            ),
+        ],
+    );
+    let holdout = dir.join("holdout.jsonl");
+    write_jsonl(
+        &holdout,
+        &[
+            json!({"question": "where was galen born ?", "answer": "galen was born in kettleby ."}),
+            json!({"question": "what does galen do ?", "answer": "galen works as a botanist ."}),
+            json!({"question": "where was fenna born ?", "answer": "fenna was born in lunmouth ."}),
+        ],
+    );
+    (forget, retain, holdout)
+}
+
+fn stdout_json(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            common::stderr(o)
+        )
+    })
+}
+
+#[test]
+fn eval_text_reports_the_fields_measures_against_a_reference() {
+    let d = tempfile::tempdir().unwrap();
+    let (forget, retain, holdout) = sets(d.path());
+    let model = tiny();
+    let o = common::lethe(&[
+        "eval-text",
+        arg(&model),
+        "--forget-set",
+        arg(&forget),
+        "--retain-set",
+        arg(&retain),
+        "--holdout-set",
+        arg(&holdout),
+        "--utility-set",
+        arg(&retain),
+        "--reference",
+        arg(&model),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v = stdout_json(&o);
+    // The model against itself: the same truth ratios (KS statistic 0, p-value 1), the same
+    // attack AUCs (PrivLeak 0).
+    assert_eq!(v["forget_quality"]["statistic"], 0.0, "{v}");
+    assert_eq!(v["forget_quality"]["p_value"], 1.0, "{v}");
+    for attack in ["loss", "zlib", "min_k", "min_k_plus_plus"] {
+        let auc = v["membership_auc"][attack].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{attack}: {v}");
+        assert_eq!(v["privleak"][attack], 0.0, "{attack}: {v}");
+    }
+    for set in ["forget", "retain"] {
+        let tr = v[set]["truth_ratio"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&tr), "{set}: {v}");
+        let recall = v[set]["fact_recall"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&recall), "{set}: {v}");
+    }
+    // Model utility: the harmonic mean of the retain set's three figures and the utility set's
+    // (here the same set again), so of three figures.
+    let r = &v["retain"];
+    let figures = [
+        r["probability"].as_f64().unwrap(),
+        r["rouge_l"].as_f64().unwrap(),
+        r["truth_ratio"].as_f64().unwrap(),
+    ];
+    let expected = if figures.contains(&0.0) {
+        0.0
+    } else {
+        3.0 / figures.iter().map(|f| 1.0 / f).sum::<f64>()
+    };
+    let utility = v["model_utility"].as_f64().unwrap();
+    assert!(
+        (utility - expected).abs() < 1e-9,
+        "{utility} vs {expected}: {v}"
+    );
+    assert_eq!(v["utility_sets"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["reference"]["membership_auc"].is_object(), "{v}");
+}
+
+#[test]
+fn forget_quality_and_utility_gates_decide_the_exit_status() {
+    let d = tempfile::tempdir().unwrap();
+    let (forget, retain, holdout) = sets(d.path());
+    let model = tiny();
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "unlearn-text",
+            arg(&model),
+            "--forget-set",
+            arg(&forget),
+            "--retain-set",
+            arg(&retain),
+            "--holdout-set",
+            arg(&holdout),
+            "--reference",
+            arg(&model),
+            "--steps",
+            "2",
+            "--no-verify",
+            "--out",
+            arg(out),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        common::lethe(&args)
+    };
+    // A utility ratio no run can reach: the run completes, the gate fails, exit 3.
+    let out = d.path().join("strict");
+    let o = run(&["--min-utility-ratio", "1e6"], &out);
+    assert_eq!(o.status.code(), Some(3), "{}", common::stderr(&o));
+    let r = stdout_json(&o);
+    let gate = r["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "min-utility-ratio")
+        .unwrap()
+        .clone();
+    assert_eq!(gate["passed"], false, "{r}");
+    assert!(out.join("report.json").is_file());
+    // Forget quality is measured against the reference before and after the run.
+    assert!(
+        r["metrics"]["before"]["forget_quality"]["p_value"].is_number(),
+        "{r}"
+    );
+    assert!(
+        r["metrics"]["after"]["forget_quality"]["p_value"].is_number(),
+        "{r}"
+    );
+    assert!(
+        r["metrics"]["reference"]["membership_auc"].is_object(),
+        "{r}"
+    );
+    // The gate on forget quality needs a reference model.
+    let o = common::lethe(&[
+        "unlearn-text",
+        arg(&model),
+        "--forget-set",
+        arg(&forget),
+        "--retain-set",
+        arg(&retain),
+        "--min-forget-quality",
+        "0.05",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+}
+
+#[test]
+fn the_jsonl_fields_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, retain, _) = sets(d.path());
+    let bad = d.path().join("bad.jsonl");
+    for (record, needle) in [
+        (
+            r#"{"question": "q ?", "answer": "a .", "perturbed_answers": "not a list"}"#,
+            "must be a list",
+        ),
+        (
+            r#"{"question": "q ?", "answer": "a .", "perturbed_answers": ["", "x"]}"#,
+            "non-empty strings",
+        ),
+        (r#"{"text": "a document", "value": "x"}"#, "no paraphrased"),
+    ] {
+        std::fs::write(&bad, format!("{record}\n")).unwrap();
+        let o = common::lethe(&[
+            "eval-text",
+            arg(&tiny()),
+            "--forget-set",
+            arg(&bad),
+            "--retain-set",
+            arg(&retain),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{record}");
+        assert!(
+            common::stderr(&o).contains(needle),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+}
