@@ -285,6 +285,10 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
         reference_log_probs: reference.iter().map(|r| r.0).collect(),
         objective: crate::unlearn::ForgetObjective::Npo,
         npo_beta: crate::defaults::text::NPO_BETA,
+        simnpo: crate::unlearn::text_task::SimNpo {
+            beta: crate::defaults::text::SIMNPO_BETA,
+            gamma: crate::defaults::text::SIMNPO_GAMMA,
+        },
         lora_scale: job.lora.scale(),
         pad_id: lm.tokenizer.pad_id,
     };

@@ -53,6 +53,9 @@ pub mod text {
     pub const BATCH_SIZE: usize = 8;
     /// NPO's β (Zhang et al., 2024).
     pub const NPO_BETA: f64 = 0.1;
+    /// SimNPO's β and γ (Fan et al., 2024), as open-unlearning sets them for TOFU.
+    pub const SIMNPO_BETA: f64 = 4.5;
+    pub const SIMNPO_GAMMA: f64 = 0.125;
     /// The answer the refusal objective teaches.
     pub const REFUSAL: &str = "I don't know.";
     pub const LORA_RANK: usize = 8;

@@ -105,6 +105,8 @@ pub struct MethodSection {
     pub lambda0: Option<f64>,
     /// Language models: NPO's β, the refusal answer, the prompt layout.
     pub npo_beta: Option<f64>,
+    pub simnpo_beta: Option<f64>,
+    pub simnpo_gamma: Option<f64>,
     pub refusal: Option<String>,
     pub prompt_format: Option<crate::text::PromptFormat>,
 }
@@ -330,6 +332,8 @@ impl JobFile {
         m.beta.get_or_insert(d::BETA);
         m.lambda0.get_or_insert(d::LAMBDA0);
         m.npo_beta.get_or_insert(d::NPO_BETA);
+        m.simnpo_beta.get_or_insert(d::SIMNPO_BETA);
+        m.simnpo_gamma.get_or_insert(d::SIMNPO_GAMMA);
         m.refusal.get_or_insert_with(|| d::REFUSAL.into());
         let o = &mut r.optimizer;
         let kind = *o.kind.get_or_insert(d::OPTIMIZER);
@@ -438,6 +442,10 @@ impl JobFile {
                 reference: r.gates.reference.clone(),
                 trainable,
                 npo_beta: m.npo_beta.expect("resolved"),
+                simnpo: crate::unlearn::text_task::SimNpo {
+                    beta: m.simnpo_beta.expect("resolved"),
+                    gamma: m.simnpo_gamma.expect("resolved"),
+                },
                 refusal: m.refusal.clone().expect("resolved"),
                 prompt_format: m.prompt_format,
                 max_new_tokens: defaults::text::MAX_NEW_TOKENS,

@@ -258,3 +258,44 @@ fn the_jsonl_fields_are_checked() {
         );
     }
 }
+
+#[test]
+fn simnpo_runs_as_a_baseline_and_as_igs_objective_with_its_formula() {
+    let d = tempfile::tempdir().unwrap();
+    let forget = d.path().join("one.jsonl");
+    write_jsonl(
+        &forget,
+        &[json!({"question": "where was arlen born ?", "answer": "arlen was born in vellmora ."})],
+    );
+    let retain = tiny().join("retain.jsonl");
+    for method in [["--method", "simnpo"], ["--objective", "simnpo"]] {
+        let o = common::lethe(&[
+            "unlearn-text",
+            arg(&tiny()),
+            "--forget-set",
+            arg(&forget),
+            "--retain-set",
+            arg(&retain),
+            method[0],
+            method[1],
+            "--steps",
+            "3",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{method:?}: {}", common::stderr(&o));
+        let r = stdout_json(&o);
+        // At the first step the adapters are zero: the model is the one measured before, so the
+        // loss is SimNPO's formula on the one example's mean NLL per token:
+        // (2/β)·softplus(−β·NLL + γ) with β = 4.5, γ = 0.125.
+        let nll = r["metrics"]["before"]["forget"]["nll"].as_f64().unwrap();
+        let (beta, gamma) = (4.5f64, 0.125f64);
+        let x = -beta * nll + gamma;
+        let expected = 2.0 / beta * (x.max(0.0) + (-x.abs()).exp().ln_1p());
+        let first = r["run"]["history"][0]["forget_loss"].as_f64().unwrap();
+        assert!(
+            (first - expected).abs() < 1e-4 * expected.max(1.0),
+            "{method:?}: {first} vs {expected}"
+        );
+        assert_eq!(r["config"]["simnpo"]["beta"], 4.5, "{r}");
+    }
+}

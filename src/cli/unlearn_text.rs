@@ -7,6 +7,7 @@ use clap::Args;
 use lethe::defaults::{self, text as d};
 use lethe::pipeline::{self, text::TextRun, TextJob, TextSpec};
 use lethe::report::{render, GateSpec};
+use lethe::unlearn::text_task::SimNpo;
 use lethe::unlearn::{
     DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
 };
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 /// The method and schedule of a language-model run.
 #[derive(Args, Clone)]
 pub struct TextMethodArgs {
-    /// Unlearning method (npo is the NPO baseline: NPO on the forget set plus the retain loss).
+    /// Unlearning method (npo and simnpo are the NPO and SimNPO baselines: that loss on the
+    /// forget set plus the retain loss).
     #[arg(long, value_enum, default_value_t = defaults::METHOD)]
     pub method: MethodKind,
     /// Forget objective of igs and egs.
@@ -26,6 +28,12 @@ pub struct TextMethodArgs {
     /// NPO's β.
     #[arg(long, default_value_t = d::NPO_BETA)]
     pub npo_beta: f64,
+    /// SimNPO's β (the simnpo objective and method).
+    #[arg(long, default_value_t = d::SIMNPO_BETA)]
+    pub simnpo_beta: f64,
+    /// SimNPO's reward margin γ.
+    #[arg(long, default_value_t = d::SIMNPO_GAMMA, allow_negative_numbers = true)]
+    pub simnpo_gamma: f64,
     /// The answer the refusal objective teaches.
     #[arg(long, default_value = d::REFUSAL)]
     pub refusal: String,
@@ -146,6 +154,10 @@ pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
             reference: a.sets.reference.clone(),
             trainable: a.trainable.resolve()?,
             npo_beta: a.method.npo_beta,
+            simnpo: SimNpo {
+                beta: a.method.simnpo_beta,
+                gamma: a.method.simnpo_gamma,
+            },
             refusal: a.method.refusal.clone(),
             prompt_format: a.sets.prompt_format,
             max_new_tokens: a.sets.max_new_tokens,

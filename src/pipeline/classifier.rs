@@ -267,6 +267,7 @@ impl Workload for ClassifierRun {
         let config = RunConfig {
             unlearn: job.config.clone(),
             npo_beta: None,
+            simnpo: None,
             refusal: None,
             device: crate::device::name(&job.device),
         };

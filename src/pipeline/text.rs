@@ -15,7 +15,7 @@ use crate::text::data::{answer_log_probs, encode_with_answer, Encoded, PromptFor
 use crate::text::metrics::TextMetrics;
 use crate::unlearn::lora::{self, LoraConfig};
 use crate::unlearn::resume::RunControl;
-use crate::unlearn::text_task::TextTask;
+use crate::unlearn::text_task::{SimNpo, TextTask};
 use crate::unlearn::{self, trainable, RunLog, Samples, UnlearnConfig};
 use crate::verify::{self, Parity};
 use candle_core::Tensor;
@@ -42,6 +42,7 @@ pub struct TextSpec {
     pub reference: Option<PathBuf>,
     pub trainable: TextTrainable,
     pub npo_beta: f64,
+    pub simnpo: SimNpo,
     pub refusal: String,
     pub prompt_format: Option<PromptFormat>,
     pub max_new_tokens: usize,
@@ -63,6 +64,7 @@ pub struct TextRun {
     reference: Option<(TextMetrics, Evidence)>,
     /// NPO's β (the NPO objective and baseline read it).
     npo_beta: f64,
+    simnpo: SimNpo,
     /// Summed log-probability of each forget answer before the run (NPO's reference).
     reference_log_probs: Vec<f32>,
     before: Option<Answers>,
@@ -120,6 +122,7 @@ impl Workload for TextRun {
             refusals,
             reference: None,
             npo_beta: job.spec.npo_beta,
+            simnpo: job.spec.simnpo,
             reference_log_probs: Vec::new(),
             before: None,
             after: None,
@@ -186,6 +189,7 @@ impl Workload for TextRun {
             "trainable": format!("{:?}", job.spec.trainable),
             "config": config,
             "npo_beta": job.spec.npo_beta,
+            "simnpo": job.spec.simnpo,
             "refusal": job.spec.refusal,
         })
     }
@@ -205,6 +209,7 @@ impl Workload for TextRun {
             reference_log_probs: self.reference_log_probs.clone(),
             objective: config.objective,
             npo_beta: self.npo_beta,
+            simnpo: self.simnpo,
             lora_scale: trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
             pad_id: self.lm.tokenizer.pad_id,
         };
@@ -298,6 +303,7 @@ impl Workload for TextRun {
         let config = RunConfig {
             unlearn: job.config.clone(),
             npo_beta: Some(job.spec.npo_beta),
+            simnpo: Some(job.spec.simnpo),
             refusal: Some(job.spec.refusal.clone()),
             device: crate::device::name(&job.device),
         };

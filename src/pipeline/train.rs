@@ -232,6 +232,10 @@ pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
         reference_log_probs: Vec::new(),
         objective: ForgetObjective::Npo,
         npo_beta: crate::defaults::text::NPO_BETA,
+        simnpo: crate::unlearn::text_task::SimNpo {
+            beta: crate::defaults::text::SIMNPO_BETA,
+            gamma: crate::defaults::text::SIMNPO_GAMMA,
+        },
         lora_scale: trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
         pad_id: pad,
     };

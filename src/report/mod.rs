@@ -88,6 +88,8 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub npo_beta: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub simnpo: Option<crate::unlearn::text_task::SimNpo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// The device the run computed on.
     pub device: String,

@@ -35,6 +35,9 @@ pub enum MethodKind {
     Rl,
     /// Negative preference optimisation on the forget set plus the retain set (text models).
     Npo,
+    /// SimNPO (reference-free, length-normalised NPO) on the forget set plus the retain set
+    /// (text models).
+    Simnpo,
 }
 
 impl MethodKind {
@@ -47,6 +50,7 @@ impl MethodKind {
             MethodKind::Graddiff => "graddiff",
             MethodKind::Rl => "rl",
             MethodKind::Npo => "npo",
+            MethodKind::Simnpo => "simnpo",
         }
     }
 }
@@ -273,11 +277,11 @@ impl Method for Baseline {
                 let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
                 ((retain - forget)?, lf, lr)
             }
-            MethodKind::Rl | MethodKind::Npo => {
-                let term = if self.kind == MethodKind::Rl {
-                    Term::ForgetRandomLabel
-                } else {
-                    Term::ForgetNpo
+            MethodKind::Rl | MethodKind::Npo | MethodKind::Simnpo => {
+                let term = match self.kind {
+                    MethodKind::Rl => Term::ForgetRandomLabel,
+                    MethodKind::Npo => Term::ForgetNpo,
+                    _ => Term::ForgetSimnpo,
                 };
                 let [forget, retain] = losses(batch, [term, Term::Retain])?;
                 let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);

@@ -23,12 +23,18 @@ pub enum ForgetObjective {
     Npo,
     /// Text models: cross-entropy towards a refusal ("I don't know.") in place of the answer.
     Refusal,
+    /// Text models: SimNPO, NPO without a reference model and normalised by answer length,
+    /// (2/β)·mean softplus(β·log π/|y| + γ).
+    Simnpo,
 }
 
 impl ForgetObjective {
     /// The objectives of language models.
     pub fn is_for_text(&self) -> bool {
-        matches!(self, ForgetObjective::Npo | ForgetObjective::Refusal)
+        matches!(
+            self,
+            ForgetObjective::Npo | ForgetObjective::Refusal | ForgetObjective::Simnpo
+        )
     }
 
     /// The name on the command line and in reports.
@@ -39,6 +45,7 @@ impl ForgetObjective {
             ForgetObjective::HeldOutLevel => "held-out-level",
             ForgetObjective::Npo => "npo",
             ForgetObjective::Refusal => "refusal",
+            ForgetObjective::Simnpo => "simnpo",
         }
     }
 
@@ -75,9 +82,12 @@ impl ForgetLoss {
                 let ce = cross_entropy(logits, true_labels)?;
                 Ok(((ce * -1.0)? + self.held_out_loss as f64)?.relu()?)
             }
-            ForgetObjective::Npo | ForgetObjective::Refusal => Err(crate::error::Error::Usage(
-                "the npo and refusal objectives are for text models; classifiers take random-label, kl-uniform or held-out-level".into(),
-            )),
+            ForgetObjective::Npo | ForgetObjective::Refusal | ForgetObjective::Simnpo => {
+                Err(crate::error::Error::Usage(format!(
+                    "the {} objective is for text models; classifiers take random-label, kl-uniform or held-out-level",
+                    self.objective.name()
+                )))
+            }
         }
     }
 }

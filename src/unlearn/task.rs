@@ -19,6 +19,8 @@ pub enum Term {
     ForgetRandomLabel,
     /// Negative preference optimisation on the forget rows (the NPO baseline; text models).
     ForgetNpo,
+    /// SimNPO on the forget rows (the SimNPO baseline; text models).
+    ForgetSimnpo,
     /// Mean negative log-likelihood of the retain rows.
     Retain,
 }
@@ -148,8 +150,8 @@ impl StepBatch for ClassifierBatch<'_> {
                     }
                     Term::ForgetLikelihood => cross_entropy(f(), &self.forget_labels),
                     Term::ForgetRandomLabel => cross_entropy(f(), &self.forget_random_labels),
-                    Term::ForgetNpo => Err(Error::Usage(
-                        "npo is a method for text models; classifiers take rl, ga, graddiff or ft"
+                    Term::ForgetNpo | Term::ForgetSimnpo => Err(Error::Usage(
+                        "npo and simnpo are methods for text models; classifiers take rl, ga, graddiff or ft"
                             .into(),
                     )),
                     Term::Retain => cross_entropy(

@@ -21,6 +21,8 @@ pub struct TextTask<'a> {
     pub reference_log_probs: Vec<f32>,
     pub objective: ForgetObjective,
     pub npo_beta: f64,
+    /// SimNPO's β and γ.
+    pub simnpo: SimNpo,
     pub lora_scale: f64,
     pub pad_id: u32,
 }
@@ -59,11 +61,11 @@ impl TextBatch<'_> {
     fn rows_for(&self, term: Term) -> Result<Rows> {
         Ok(match term {
             Term::Forget => match self.task.objective {
-                ForgetObjective::Npo => Rows::Forget,
+                ForgetObjective::Npo | ForgetObjective::Simnpo => Rows::Forget,
                 ForgetObjective::Refusal => Rows::Refusal,
                 other => {
                     return Err(Error::Usage(format!(
-                        "the {} objective is for classifiers; text models take npo or refusal",
+                        "the {} objective is for classifiers; text models take npo, simnpo or refusal",
                         serde_json::to_value(other)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
@@ -71,7 +73,7 @@ impl TextBatch<'_> {
                     )))
                 }
             },
-            Term::ForgetLikelihood | Term::ForgetNpo => Rows::Forget,
+            Term::ForgetLikelihood | Term::ForgetNpo | Term::ForgetSimnpo => Rows::Forget,
             Term::ForgetRandomLabel => {
                 return Err(Error::Usage(
                     "rl (random labels) is a method for classifiers; text models take npo, ga, graddiff or ft".into(),
@@ -94,6 +96,24 @@ impl TextBatch<'_> {
         let softplus = (x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
         Ok((softplus.mean_all()? * (2.0 / beta))?)
     }
+
+    /// SimNPO (Fan et al., 2024): (2/β)·mean softplus(β·log π(y|x)/|y| + γ) over the forget
+    /// rows, from their summed answer log-probabilities and answer lengths.
+    fn simnpo(&self, log_probs: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
+        let lengths = Tensor::from_vec(lengths, log_probs.dims(), self.params.device())?;
+        let SimNpo { beta, gamma } = self.task.simnpo;
+        let x = (((log_probs / lengths)? * beta)? + gamma)?;
+        let softplus = (x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+        Ok((softplus.mean_all()? * (2.0 / beta))?)
+    }
+}
+
+/// SimNPO's settings: the inverse temperature β and the reward margin γ.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SimNpo {
+    pub beta: f64,
+    pub gamma: f64,
 }
 
 impl StepBatch for TextBatch<'_> {
@@ -151,6 +171,20 @@ impl StepBatch for TextBatch<'_> {
             .iter()
             .zip(&kinds)
             .map(|(term, rows)| match (term, rows) {
+                (Term::Forget, Rows::Forget) if self.task.objective == ForgetObjective::Simnpo => {
+                    let (_, start, len) = *span(Rows::Forget);
+                    self.simnpo(
+                        &log_probs.narrow(0, start, len)?,
+                        &batch.counts[start..start + len],
+                    )
+                }
+                (Term::ForgetSimnpo, _) => {
+                    let (_, start, len) = *span(Rows::Forget);
+                    self.simnpo(
+                        &log_probs.narrow(0, start, len)?,
+                        &batch.counts[start..start + len],
+                    )
+                }
                 (Term::Forget, Rows::Forget) | (Term::ForgetNpo, _) => {
                     let (_, start, len) = *span(Rows::Forget);
                     self.npo(&log_probs.narrow(0, start, len)?)
