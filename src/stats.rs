@@ -140,7 +140,7 @@ pub fn harmonic_mean(values: &[f64]) -> Option<f64> {
     if values.is_empty() || values.iter().any(|v| v.is_nan() || *v < 0.0) {
         return None;
     }
-    if values.iter().any(|&v| v == 0.0) {
+    if values.contains(&0.0) {
         return Some(0.0);
     }
     Some(values.len() as f64 / values.iter().map(|v| 1.0 / v).sum::<f64>())
