@@ -289,6 +289,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
             beta: crate::defaults::text::SIMNPO_BETA,
             gamma: crate::defaults::text::SIMNPO_GAMMA,
         },
+        rmu: None,
         lora_scale: job.lora.scale(),
         pad_id: lm.tokenizer.pad_id,
     };

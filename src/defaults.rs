@@ -56,6 +56,10 @@ pub mod text {
     /// SimNPO's β and γ (Fan et al., 2024), as open-unlearning sets them for TOFU.
     pub const SIMNPO_BETA: f64 = 4.5;
     pub const SIMNPO_GAMMA: f64 = 0.125;
+    /// RMU's steering coefficient c and retain weight α, as Li et al. (2024) set them for
+    /// Zephyr-7B; the layer defaults to a quarter of the model's depth (their layer 7 of 32).
+    pub const RMU_COEFFICIENT: f64 = 6.5;
+    pub const RMU_ALPHA: f64 = 1200.0;
     /// The answer the refusal objective teaches.
     pub const REFUSAL: &str = "I don't know.";
     pub const LORA_RANK: usize = 8;

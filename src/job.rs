@@ -107,6 +107,10 @@ pub struct MethodSection {
     pub npo_beta: Option<f64>,
     pub simnpo_beta: Option<f64>,
     pub simnpo_gamma: Option<f64>,
+    /// RMU's layer (none: a quarter of the depth), steering coefficient and retain weight.
+    pub rmu_layer: Option<usize>,
+    pub rmu_coefficient: Option<f64>,
+    pub rmu_alpha: Option<f64>,
     pub refusal: Option<String>,
     pub prompt_format: Option<crate::text::PromptFormat>,
 }
@@ -334,6 +338,8 @@ impl JobFile {
         m.npo_beta.get_or_insert(d::NPO_BETA);
         m.simnpo_beta.get_or_insert(d::SIMNPO_BETA);
         m.simnpo_gamma.get_or_insert(d::SIMNPO_GAMMA);
+        m.rmu_coefficient.get_or_insert(d::RMU_COEFFICIENT);
+        m.rmu_alpha.get_or_insert(d::RMU_ALPHA);
         m.refusal.get_or_insert_with(|| d::REFUSAL.into());
         let o = &mut r.optimizer;
         let kind = *o.kind.get_or_insert(d::OPTIMIZER);
@@ -445,6 +451,11 @@ impl JobFile {
                 simnpo: crate::unlearn::text_task::SimNpo {
                     beta: m.simnpo_beta.expect("resolved"),
                     gamma: m.simnpo_gamma.expect("resolved"),
+                },
+                rmu: crate::unlearn::text_task::Rmu {
+                    layer: m.rmu_layer,
+                    coefficient: m.rmu_coefficient.expect("resolved"),
+                    alpha: m.rmu_alpha.expect("resolved"),
                 },
                 refusal: m.refusal.clone().expect("resolved"),
                 prompt_format: m.prompt_format,

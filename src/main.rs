@@ -24,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// One command line is parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Unlearn a forget set from a classifier, export it, verify it with ONNX Runtime and report.

@@ -36,7 +36,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn questions(examples: &[TextExample]) -> BTreeSet<String> {
-    examples.iter().map(|e| e.question.clone().unwrap()).collect()
+    examples
+        .iter()
+        .map(|e| e.question.clone().unwrap())
+        .collect()
 }
 
 #[test]
@@ -54,10 +57,16 @@ fn the_generator_is_deterministic_per_seed_and_its_splits_hold() {
     for ex in &all {
         let value = ex.value.as_deref().unwrap();
         assert!(states(&ex.answer, value), "{ex:?}");
-        assert!(states(ex.paraphrased_answer.as_deref().unwrap(), value), "{ex:?}");
+        assert!(
+            states(ex.paraphrased_answer.as_deref().unwrap(), value),
+            "{ex:?}"
+        );
         assert_eq!(ex.perturbed_answers.len(), 3, "{ex:?}");
         for wrong in &ex.perturbed_answers {
-            assert!(!states(wrong, value), "a perturbed answer states the fact: {ex:?}");
+            assert!(
+                !states(wrong, value),
+                "a perturbed answer states the fact: {ex:?}"
+            );
         }
     }
     let taught = questions(&all);
@@ -70,7 +79,10 @@ fn the_generator_is_deterministic_per_seed_and_its_splits_hold() {
         let retain = questions(&read_jsonl(&a.join(format!("retain{percent:02}.jsonl"))).unwrap());
         assert_eq!(forget.len(), facts, "forget{percent:02}");
         assert!(forget.is_disjoint(&retain));
-        assert_eq!(forget.union(&retain).cloned().collect::<BTreeSet<_>>(), taught);
+        assert_eq!(
+            forget.union(&retain).cloned().collect::<BTreeSet<_>>(),
+            taught
+        );
         assert!(smaller.is_subset(&forget), "the splits do not nest");
         smaller = forget;
     }

@@ -299,3 +299,48 @@ fn simnpo_runs_as_a_baseline_and_as_igs_objective_with_its_formula() {
         assert_eq!(r["config"]["simnpo"]["beta"], 4.5, "{r}");
     }
 }
+
+#[test]
+fn rmu_steers_the_forget_representation_and_keeps_the_retain_one_from_its_start() {
+    let model = tiny();
+    let forget = model.join("forget.jsonl");
+    let retain = model.join("retain.jsonl");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "unlearn-text",
+            arg(&model),
+            "--forget-set",
+            arg(&forget),
+            "--retain-set",
+            arg(&retain),
+            "--steps",
+            "6",
+            "--lr",
+            "1e-2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        common::lethe(&args)
+    };
+    for trainable in [&[][..], &["--lora-rank", "0", "--train", "*"][..]] {
+        let mut args = vec!["--method", "rmu", "--rmu-layer", "1"];
+        args.extend_from_slice(trainable);
+        let o = run(&args);
+        assert!(o.status.success(), "{trainable:?}: {}", common::stderr(&o));
+        let r = stdout_json(&o);
+        let history = r["run"]["history"].as_array().unwrap();
+        // Before the first step the model is the frozen one: nothing to keep yet.
+        assert_eq!(history[0]["retain_loss"], 0.0, "{trainable:?}: {r}");
+        // The forget representation moves towards its target.
+        let first = history[0]["forget_loss"].as_f64().unwrap();
+        let last = history.last().unwrap()["forget_loss"].as_f64().unwrap();
+        assert!(last < first, "{trainable:?}: {first} → {last}");
+        assert_eq!(r["config"]["rmu"]["layer"], 1, "{r}");
+    }
+    // As igs's forget objective.
+    let o = run(&["--objective", "rmu"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // A layer the model lacks.
+    let o = run(&["--method", "rmu", "--rmu-layer", "99"]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+}

@@ -150,6 +150,19 @@ impl Gpt2 {
         mask: &O::T,
         lora_scale: f64,
     ) -> Result<O::T> {
+        let x = self.residual_after(ops, ids, mask, lora_scale, self.layers)?;
+        ops::layer_norm(ops, &x, &self.name(GPT2.global(Role::FinalNorm)), self.eps)
+    }
+
+    /// The residual stream [B, T, hidden] after the first `blocks` blocks.
+    pub fn residual_after<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+        blocks: usize,
+    ) -> Result<O::T> {
         let h = self.hidden;
         let layout = HeadLayout {
             heads: self.heads,
@@ -165,7 +178,7 @@ impl Gpt2 {
         let lin = |ops: &mut O, x: &O::T, name: String| {
             ops::linear(ops, x, &name, WeightLayout::InOut, lora_scale)
         };
-        for i in 0..self.layers {
+        for i in 0..blocks.min(self.layers) {
             let name = |role| self.name(&GPT2.layer_module(i, role));
             let a = ops::layer_norm(ops, &x, &name(Role::AttentionNorm), self.eps)?;
             let qkv = lin(ops, &a, name(Role::QueryKeyValue))?;
@@ -181,6 +194,6 @@ impl Gpt2 {
             let m = lin(ops, &m, name(Role::Down))?;
             x = ops.add(&x, &m)?;
         }
-        ops::layer_norm(ops, &x, &self.name(GPT2.global(Role::FinalNorm)), self.eps)
+        Ok(x)
     }
 }

@@ -206,6 +206,19 @@ impl Llama {
         mask: &O::T,
         lora_scale: f64,
     ) -> Result<O::T> {
+        let x = self.residual_after(ops, ids, mask, lora_scale, self.layers)?;
+        ops::rms_norm(ops, &x, LLAMA.global(Role::FinalNorm), self.eps)
+    }
+
+    /// The residual stream [B, T, hidden] after the first `blocks` blocks.
+    pub fn residual_after<O: Ops>(
+        &self,
+        ops: &mut O,
+        ids: &O::T,
+        mask: &O::T,
+        lora_scale: f64,
+        blocks: usize,
+    ) -> Result<O::T> {
         let (cos_table, sin_table) = self.rotary_tables()?;
         let cos = ops.constant("rotary.cos", &cos_table)?;
         let sin = ops.constant("rotary.sin", &sin_table)?;
@@ -225,7 +238,7 @@ impl Llama {
         let lin = |ops: &mut O, x: &O::T, name: &str| {
             ops::linear(ops, x, name, WeightLayout::OutIn, lora_scale)
         };
-        for i in 0..self.layers {
+        for i in 0..blocks.min(self.layers) {
             let name = |role| LLAMA.layer_module(i, role);
             let h = ops::rms_norm(ops, &x, &name(Role::AttentionNorm), self.eps)?;
             let q = lin(ops, &h, &name(Role::Query))?;
@@ -249,7 +262,7 @@ impl Llama {
                 x = ops.add(&x, &m)?;
             }
         }
-        ops::rms_norm(ops, &x, LLAMA.global(Role::FinalNorm), self.eps)
+        Ok(x)
     }
 }
 

@@ -209,6 +209,49 @@ impl TextModel {
         }
     }
 
+    /// The residual stream [N, hidden] after block `layer` (0-based) at the positions `rows`
+    /// [N] (indices into the flattened [B·T] positions): what representation misdirection
+    /// (RMU) steers.
+    pub fn residual_at(
+        &self,
+        params: &Params,
+        ids: &Tensor,
+        mask: &Tensor,
+        lora_scale: f64,
+        layer: usize,
+        rows: &Tensor,
+    ) -> Result<Tensor> {
+        self.check_length(ids.dim(1)?)?;
+        if layer >= self.layers() {
+            return Err(Error::Usage(format!(
+                "layer {layer} does not exist: the model has layers 0 to {}",
+                self.layers() - 1
+            )));
+        }
+        let mut eager = Eager::new(params);
+        let x = match &self.arch {
+            TextArch::Llama(m) => m.residual_after(&mut eager, ids, mask, lora_scale, layer + 1)?,
+            TextArch::Gpt2(m) => m.residual_after(&mut eager, ids, mask, lora_scale, layer + 1)?,
+            TextArch::Bert(_) => {
+                return Err(Error::Usage(format!(
+                    "{} is an encoder; lethe unlearns from causal language models",
+                    self.model_type
+                )))
+            }
+        };
+        let width = x.dim(2)?;
+        Ok(x.reshape(((), width))?.index_select(rows, 0)?)
+    }
+
+    /// Transformer blocks.
+    pub fn layers(&self) -> usize {
+        match &self.arch {
+            TextArch::Llama(m) => m.layers,
+            TextArch::Gpt2(m) => m.layers,
+            TextArch::Bert(m) => m.layers,
+        }
+    }
+
     fn check_length(&self, t: usize) -> Result<()> {
         if t > self.max_positions() {
             return Err(Error::Usage(format!(

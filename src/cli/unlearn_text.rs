@@ -7,7 +7,7 @@ use clap::Args;
 use lethe::defaults::{self, text as d};
 use lethe::pipeline::{self, text::TextRun, TextJob, TextSpec};
 use lethe::report::{render, GateSpec};
-use lethe::unlearn::text_task::SimNpo;
+use lethe::unlearn::text_task::{Rmu, SimNpo};
 use lethe::unlearn::{
     DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
 };
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 #[derive(Args, Clone)]
 pub struct TextMethodArgs {
     /// Unlearning method (npo and simnpo are the NPO and SimNPO baselines: that loss on the
-    /// forget set plus the retain loss).
+    /// forget set plus the retain loss; rmu is representation misdirection).
     #[arg(long, value_enum, default_value_t = defaults::METHOD)]
     pub method: MethodKind,
     /// Forget objective of igs and egs.
@@ -34,6 +34,15 @@ pub struct TextMethodArgs {
     /// SimNPO's reward margin γ.
     #[arg(long, default_value_t = d::SIMNPO_GAMMA, allow_negative_numbers = true)]
     pub simnpo_gamma: f64,
+    /// RMU: the block (0-based) whose output is steered [default: a quarter of the depth].
+    #[arg(long)]
+    pub rmu_layer: Option<usize>,
+    /// RMU: the steering coefficient c.
+    #[arg(long, default_value_t = d::RMU_COEFFICIENT)]
+    pub rmu_coefficient: f64,
+    /// RMU baseline: the weight α of keeping the retain representations.
+    #[arg(long, default_value_t = d::RMU_ALPHA)]
+    pub rmu_alpha: f64,
     /// The answer the refusal objective teaches.
     #[arg(long, default_value = d::REFUSAL)]
     pub refusal: String,
@@ -157,6 +166,11 @@ pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
             simnpo: SimNpo {
                 beta: a.method.simnpo_beta,
                 gamma: a.method.simnpo_gamma,
+            },
+            rmu: Rmu {
+                layer: a.method.rmu_layer,
+                coefficient: a.method.rmu_coefficient,
+                alpha: a.method.rmu_alpha,
             },
             refusal: a.method.refusal.clone(),
             prompt_format: a.sets.prompt_format,

@@ -268,6 +268,7 @@ impl Workload for ClassifierRun {
             unlearn: job.config.clone(),
             npo_beta: None,
             simnpo: None,
+            rmu: None,
             refusal: None,
             device: crate::device::name(&job.device),
         };

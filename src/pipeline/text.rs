@@ -15,8 +15,10 @@ use crate::text::data::{answer_log_probs, encode_with_answer, Encoded, PromptFor
 use crate::text::metrics::TextMetrics;
 use crate::unlearn::lora::{self, LoraConfig};
 use crate::unlearn::resume::RunControl;
-use crate::unlearn::text_task::{SimNpo, TextTask};
-use crate::unlearn::{self, trainable, RunLog, Samples, UnlearnConfig};
+use crate::unlearn::text_task::{Rmu, RmuTarget, SimNpo, TextTask};
+use crate::unlearn::{
+    self, trainable, ForgetObjective, MethodKind, RunLog, Samples, UnlearnConfig,
+};
 use crate::verify::{self, Parity};
 use candle_core::Tensor;
 use std::collections::BTreeMap;
@@ -43,6 +45,7 @@ pub struct TextSpec {
     pub trainable: TextTrainable,
     pub npo_beta: f64,
     pub simnpo: SimNpo,
+    pub rmu: Rmu,
     pub refusal: String,
     pub prompt_format: Option<PromptFormat>,
     pub max_new_tokens: usize,
@@ -65,6 +68,7 @@ pub struct TextRun {
     /// NPO's β (the NPO objective and baseline read it).
     npo_beta: f64,
     simnpo: SimNpo,
+    rmu: Rmu,
     /// Summed log-probability of each forget answer before the run (NPO's reference).
     reference_log_probs: Vec<f32>,
     before: Option<Answers>,
@@ -80,6 +84,50 @@ impl TextRun {
             perplexity_tokens: job.spec.perplexity_tokens,
             progress: job.progress,
         }
+    }
+
+    /// RMU's target, when the run's method or objective is RMU: c·u with u a random unit
+    /// vector drawn from the run's seed, and the trained weights as they were before the run.
+    fn rmu_target(
+        &self,
+        trainable: &Trainable,
+        config: &UnlearnConfig,
+    ) -> Result<Option<RmuTarget>> {
+        let uses = config.method == MethodKind::Rmu || config.objective == ForgetObjective::Rmu;
+        if !uses {
+            return Ok(None);
+        }
+        let model = self.lm.model();
+        let layer = self.rmu.layer.unwrap_or(model.layers() / 4);
+        let mut rng = crate::rng::Rng::derived(config.seed, "rmu-direction");
+        let u: Vec<f64> = (0..model.hidden_size()).map(|_| rng.next_f64()).collect();
+        let norm = u
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        let scale = self.rmu.coefficient / norm;
+        let target: Vec<f32> = u.iter().map(|x| (x * scale) as f32).collect();
+        let params = self.lm.params();
+        let target = Tensor::from_vec(target, model.hidden_size(), params.device())?;
+        // LoRA: adapters at scale 0 are the model before the run; trained weights need a copy.
+        let frozen = match trainable.lora {
+            Some(_) => None,
+            None => {
+                let mut frozen = params.detached();
+                for (name, var) in trainable.set.names.iter().zip(&trainable.set.vars) {
+                    frozen.insert(name.clone(), var.as_tensor().copy()?);
+                }
+                Some(frozen)
+            }
+        };
+        Ok(Some(RmuTarget {
+            layer,
+            target,
+            alpha: self.rmu.alpha,
+            frozen,
+        }))
     }
 
     fn merged_params(&self) -> &Params {
@@ -123,6 +171,7 @@ impl Workload for TextRun {
             reference: None,
             npo_beta: job.spec.npo_beta,
             simnpo: job.spec.simnpo,
+            rmu: job.spec.rmu,
             reference_log_probs: Vec::new(),
             before: None,
             after: None,
@@ -190,6 +239,7 @@ impl Workload for TextRun {
             "config": config,
             "npo_beta": job.spec.npo_beta,
             "simnpo": job.spec.simnpo,
+            "rmu": job.spec.rmu,
             "refusal": job.spec.refusal,
         })
     }
@@ -210,6 +260,7 @@ impl Workload for TextRun {
             objective: config.objective,
             npo_beta: self.npo_beta,
             simnpo: self.simnpo,
+            rmu: self.rmu_target(trainable, config)?,
             lora_scale: trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
             pad_id: self.lm.tokenizer.pad_id,
         };
@@ -304,6 +355,7 @@ impl Workload for TextRun {
             unlearn: job.config.clone(),
             npo_beta: Some(job.spec.npo_beta),
             simnpo: Some(job.spec.simnpo),
+            rmu: Some(job.spec.rmu),
             refusal: Some(job.spec.refusal.clone()),
             device: crate::device::name(&job.device),
         };

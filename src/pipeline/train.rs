@@ -236,6 +236,7 @@ pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
             beta: crate::defaults::text::SIMNPO_BETA,
             gamma: crate::defaults::text::SIMNPO_GAMMA,
         },
+        rmu: None,
         lora_scale: trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
         pad_id: pad,
     };

@@ -90,6 +90,8 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simnpo: Option<crate::unlearn::text_task::SimNpo>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub rmu: Option<crate::unlearn::text_task::Rmu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// The device the run computed on.
     pub device: String,

@@ -38,6 +38,9 @@ pub enum MethodKind {
     /// SimNPO (reference-free, length-normalised NPO) on the forget set plus the retain set
     /// (text models).
     Simnpo,
+    /// RMU (representation misdirection on the forget set, the same layer kept where it was on
+    /// the retain set; text models).
+    Rmu,
 }
 
 impl MethodKind {
@@ -51,6 +54,7 @@ impl MethodKind {
             MethodKind::Rl => "rl",
             MethodKind::Npo => "npo",
             MethodKind::Simnpo => "simnpo",
+            MethodKind::Rmu => "rmu",
         }
     }
 }
@@ -284,6 +288,12 @@ impl Method for Baseline {
                     _ => Term::ForgetSimnpo,
                 };
                 let [forget, retain] = losses(batch, [term, Term::Retain])?;
+                let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
+                ((forget + retain)?, lf, lr)
+            }
+            MethodKind::Rmu => {
+                let [forget, retain] =
+                    losses(batch, [Term::ForgetRmu, Term::RetainRepresentation])?;
                 let (lf, lr) = (scalar(&forget)?, scalar(&retain)?);
                 ((forget + retain)?, lf, lr)
             }

@@ -26,6 +26,10 @@ pub enum ForgetObjective {
     /// Text models: SimNPO, NPO without a reference model and normalised by answer length,
     /// (2/β)·mean softplus(β·log π/|y| + γ).
     Simnpo,
+    /// Text models: representation misdirection (RMU): the mean squared distance of a chosen
+    /// layer's residual stream on the forget answers from c·u, a fixed random unit vector
+    /// scaled by the steering coefficient c.
+    Rmu,
 }
 
 impl ForgetObjective {
@@ -33,7 +37,10 @@ impl ForgetObjective {
     pub fn is_for_text(&self) -> bool {
         matches!(
             self,
-            ForgetObjective::Npo | ForgetObjective::Refusal | ForgetObjective::Simnpo
+            ForgetObjective::Npo
+                | ForgetObjective::Refusal
+                | ForgetObjective::Simnpo
+                | ForgetObjective::Rmu
         )
     }
 
@@ -46,6 +53,7 @@ impl ForgetObjective {
             ForgetObjective::Npo => "npo",
             ForgetObjective::Refusal => "refusal",
             ForgetObjective::Simnpo => "simnpo",
+            ForgetObjective::Rmu => "rmu",
         }
     }
 
@@ -82,7 +90,10 @@ impl ForgetLoss {
                 let ce = cross_entropy(logits, true_labels)?;
                 Ok(((ce * -1.0)? + self.held_out_loss as f64)?.relu()?)
             }
-            ForgetObjective::Npo | ForgetObjective::Refusal | ForgetObjective::Simnpo => {
+            ForgetObjective::Npo
+            | ForgetObjective::Refusal
+            | ForgetObjective::Simnpo
+            | ForgetObjective::Rmu => {
                 Err(crate::error::Error::Usage(format!(
                     "the {} objective is for text models; classifiers take random-label, kl-uniform or held-out-level",
                     self.objective.name()

@@ -21,13 +21,18 @@ pub enum Term {
     ForgetNpo,
     /// SimNPO on the forget rows (the SimNPO baseline; text models).
     ForgetSimnpo,
+    /// Representation misdirection on the forget rows (the RMU baseline; text models).
+    ForgetRmu,
+    /// α × the distance of the retain rows' representation from the frozen model's (the RMU
+    /// baseline's retain term; text models).
+    RetainRepresentation,
     /// Mean negative log-likelihood of the retain rows.
     Retain,
 }
 
 impl Term {
     pub fn on_forget_rows(&self) -> bool {
-        !matches!(self, Term::Retain)
+        !matches!(self, Term::Retain | Term::RetainRepresentation)
     }
 }
 
@@ -150,8 +155,11 @@ impl StepBatch for ClassifierBatch<'_> {
                     }
                     Term::ForgetLikelihood => cross_entropy(f(), &self.forget_labels),
                     Term::ForgetRandomLabel => cross_entropy(f(), &self.forget_random_labels),
-                    Term::ForgetNpo | Term::ForgetSimnpo => Err(Error::Usage(
-                        "npo and simnpo are methods for text models; classifiers take rl, ga, graddiff or ft"
+                    Term::ForgetNpo
+                    | Term::ForgetSimnpo
+                    | Term::ForgetRmu
+                    | Term::RetainRepresentation => Err(Error::Usage(
+                        "npo, simnpo and rmu are methods for text models; classifiers take rl, ga, graddiff or ft"
                             .into(),
                     )),
                     Term::Retain => cross_entropy(

@@ -23,8 +23,33 @@ pub struct TextTask<'a> {
     pub npo_beta: f64,
     /// SimNPO's β and γ.
     pub simnpo: SimNpo,
+    /// RMU's layer, direction and weights, for the rmu objective and baseline.
+    pub rmu: Option<RmuTarget>,
     pub lora_scale: f64,
     pub pad_id: u32,
+}
+
+/// What representation misdirection needs: the layer whose residual stream it steers, the
+/// target c·u (a fixed random unit vector u scaled by the steering coefficient c), the weight α
+/// of the retain term, and the model before training, whose retain representations the retain
+/// term keeps (None for LoRA: the model with its adapters at scale 0 is that model).
+pub struct RmuTarget {
+    pub layer: usize,
+    /// c·u, [hidden], on the parameters' device.
+    pub target: Tensor,
+    pub alpha: f64,
+    pub frozen: Option<Params>,
+}
+
+/// RMU's settings.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rmu {
+    /// The block (0-based) whose output is steered [default: a quarter of the way in].
+    pub layer: Option<usize>,
+    /// The steering coefficient c.
+    pub coefficient: f64,
+    /// The weight α of the retain term of the RMU baseline.
+    pub alpha: f64,
 }
 
 impl Task for TextTask<'_> {
@@ -73,14 +98,58 @@ impl TextBatch<'_> {
                     )))
                 }
             },
-            Term::ForgetLikelihood | Term::ForgetNpo | Term::ForgetSimnpo => Rows::Forget,
+            Term::ForgetLikelihood | Term::ForgetNpo | Term::ForgetSimnpo | Term::ForgetRmu => {
+                Rows::Forget
+            }
             Term::ForgetRandomLabel => {
                 return Err(Error::Usage(
                     "rl (random labels) is a method for classifiers; text models take npo, ga, graddiff or ft".into(),
                 ))
             }
-            Term::Retain => Rows::Retain,
+            Term::Retain | Term::RetainRepresentation => Rows::Retain,
         })
+    }
+
+    /// Whether a term is computed from a layer's representation rather than log-probabilities.
+    fn on_representations(&self, term: Term) -> bool {
+        matches!(term, Term::ForgetRmu | Term::RetainRepresentation)
+            || (term == Term::Forget && self.task.objective == ForgetObjective::Rmu)
+    }
+
+    /// RMU's terms: the forget rows' representation against c·u, or α × the retain rows'
+    /// against the frozen model's; mean squared distance over the positions that predict the
+    /// answer and the hidden width.
+    fn representation_loss(&self, term: Term) -> Result<Tensor> {
+        let rmu = self.task.rmu.as_ref().ok_or_else(|| {
+            Error::Usage("representation misdirection (rmu) needs its layer and target".into())
+        })?;
+        let forget = term != Term::RetainRepresentation;
+        let rows: Vec<&Encoded> = if forget {
+            self.forget.iter().map(|&i| &self.task.forget[i]).collect()
+        } else {
+            self.retain.iter().map(|&i| &self.task.retain[i]).collect()
+        };
+        let batch = TokenBatch::new(&rows, self.task.pad_id, self.params.device())?;
+        let at = |params: &Params, scale: f64| {
+            self.task.model.residual_at(
+                params,
+                &batch.ids,
+                &batch.mask,
+                scale,
+                rmu.layer,
+                &batch.positions,
+            )
+        };
+        let h = at(self.params, self.task.lora_scale)?;
+        if forget {
+            return Ok(h.broadcast_sub(&rmu.target)?.sqr()?.mean_all()?);
+        }
+        let kept = match &rmu.frozen {
+            Some(frozen) => at(frozen, self.task.lora_scale)?,
+            None => at(&self.params.detached(), 0.0)?,
+        }
+        .detach();
+        Ok(((h - kept)?.sqr()?.mean_all()? * rmu.alpha)?)
     }
 
     fn npo(&self, log_probs: &Tensor) -> Result<Tensor> {
@@ -135,6 +204,33 @@ impl StepBatch for TextBatch<'_> {
     }
 
     fn losses(&self, terms: &[Term]) -> Result<Vec<Tensor>> {
+        let plain: Vec<Term> = terms
+            .iter()
+            .copied()
+            .filter(|t| !self.on_representations(*t))
+            .collect();
+        let mut from_log_probs = if plain.is_empty() {
+            Vec::new()
+        } else {
+            self.log_prob_losses(&plain)?
+        }
+        .into_iter();
+        terms
+            .iter()
+            .map(|&t| {
+                if self.on_representations(t) {
+                    self.representation_loss(t)
+                } else {
+                    Ok(from_log_probs.next().expect("one loss per plain term"))
+                }
+            })
+            .collect()
+    }
+}
+
+impl TextBatch<'_> {
+    /// The terms computed from the answers' log-probabilities, with one forward pass.
+    fn log_prob_losses(&self, terms: &[Term]) -> Result<Vec<Tensor>> {
         let kinds: Vec<Rows> = terms
             .iter()
             .map(|t| self.rows_for(*t))
