@@ -91,10 +91,7 @@ impl TextBatch<'_> {
                 other => {
                     return Err(Error::Usage(format!(
                         "the {} objective is for classifiers; text models take npo, simnpo or refusal",
-                        serde_json::to_value(other)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default()
+                        other.name()
                     )))
                 }
             },
@@ -161,9 +158,7 @@ impl TextBatch<'_> {
         let reference = Tensor::from_vec(reference, self.forget.len(), self.params.device())?;
         let beta = self.task.npo_beta;
         let x = ((log_probs - reference)? * beta)?;
-        // softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
-        let softplus = (x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-        Ok((softplus.mean_all()? * (2.0 / beta))?)
+        Ok((softplus(&x)?.mean_all()? * (2.0 / beta))?)
     }
 
     /// SimNPO (Fan et al., 2024): (2/β)·mean softplus(β·log π(y|x)/|y| + γ) over the forget
@@ -173,9 +168,13 @@ impl TextBatch<'_> {
         let lengths = Tensor::from_vec(lengths, log_probs.dims(), self.params.device())?;
         let SimNpo { beta, gamma } = self.task.simnpo;
         let x = (((log_probs / lengths)? * beta)? + gamma)?;
-        let softplus = (x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-        Ok((softplus.mean_all()? * (2.0 / beta))?)
+        Ok((softplus(&x)?.mean_all()? * (2.0 / beta))?)
     }
+}
+
+/// softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
+fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?)
 }
 
 /// SimNPO's settings: the inverse temperature β and the reward margin γ.
@@ -267,14 +266,10 @@ impl TextBatch<'_> {
             .iter()
             .zip(&kinds)
             .map(|(term, rows)| match (term, rows) {
-                (Term::Forget, Rows::Forget) if self.task.objective == ForgetObjective::Simnpo => {
-                    let (_, start, len) = *span(Rows::Forget);
-                    self.simnpo(
-                        &log_probs.narrow(0, start, len)?,
-                        &batch.counts[start..start + len],
-                    )
-                }
-                (Term::ForgetSimnpo, _) => {
+                (Term::Forget, Rows::Forget) | (Term::ForgetSimnpo, _)
+                    if *term == Term::ForgetSimnpo
+                        || self.task.objective == ForgetObjective::Simnpo =>
+                {
                     let (_, start, len) = *span(Rows::Forget);
                     self.simnpo(
                         &log_probs.narrow(0, start, len)?,
