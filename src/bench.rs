@@ -305,6 +305,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
         lambda0: 1.0,
         optimizer: crate::unlearn::OptimizerKind::adamw(0.0),
         lr: 1e-4,
+        lr_schedule: crate::unlearn::LrSchedule::Constant,
         epochs: 1,
         steps: None,
         batch_size: half,

@@ -1,7 +1,7 @@
 //! Every default setting, defined once. The command line (clap's `default_value_t`) and job files
 //! (`JobFile::resolved`, which writes each one into `job.resolved.toml`) both read them from here.
 
-use crate::unlearn::{DualUpdate, LossForm, MethodKind, OptimizerName};
+use crate::unlearn::{DualUpdate, LossForm, LrSchedule, MethodKind, OptimizerName};
 
 /// Shared by every kind of run.
 pub const METHOD: MethodKind = MethodKind::Igs;
@@ -15,25 +15,64 @@ pub const FORGET_SEED: u64 = 0;
 /// The device every command computes on.
 pub const DEVICE: &str = "cpu";
 
-/// Unlearning a classifier (`lethe unlearn`, classifier jobs). Chosen on the bundled model by a
-/// sweep over every class (README, "every class").
+/// Unlearning a classifier (`lethe unlearn`, classifier jobs). What forgets a whole class
+/// differs from what forgets scattered samples, so the schedule depends on the forget kind.
 pub mod classifier {
-    use super::OptimizerName;
-    pub const EPSILON: f64 = 0.0;
+    use super::{LrSchedule, OptimizerName};
+    use crate::data::ForgetSpec;
+
     pub const BETA: f64 = 1.0;
     pub const LAMBDA0: f64 = 5.0;
-    pub const OPTIMIZER: OptimizerName = OptimizerName::Sgd;
-    pub const LR: f64 = 0.003;
     pub const MOMENTUM: f64 = 0.9;
     pub const WEIGHT_DECAY: f64 = 5e-4;
-    pub const EPOCHS: usize = 2;
     pub const BATCH_SIZE: usize = 128;
+
+    /// The settings that depend on what is forgotten.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Schedule {
+        pub epsilon: f64,
+        pub optimizer: OptimizerName,
+        pub lr: f64,
+        pub lr_schedule: LrSchedule,
+        pub epochs: usize,
+    }
+
+    /// A whole class: two short SGD passes, chosen on the bundled model by a sweep over every
+    /// class (README, "every class").
+    pub const CLASS: Schedule = Schedule {
+        epsilon: 0.0,
+        optimizer: OptimizerName::Sgd,
+        lr: 0.003,
+        lr_schedule: LrSchedule::Constant,
+        epochs: 2,
+    };
+
+    /// Samples (a random share or listed indices): the forget loss only has to rise to the
+    /// held-out level, while the retain fit must end as tight as a retrained model's, or the
+    /// membership attack tells the difference. ε < 0 keeps λ demanding retain progress, and
+    /// the cosine decay lets the last passes settle the retain fit. Chosen by the gap to
+    /// retrained models on the bundled model over 3 forget draws × 3 run seeds
+    /// (docs/benchmarks.md, "Classifier defaults").
+    pub const SAMPLES: Schedule = Schedule {
+        epsilon: -0.04,
+        optimizer: OptimizerName::Adamw,
+        lr: 2e-3,
+        lr_schedule: LrSchedule::Cosine,
+        epochs: 20,
+    };
+
+    pub fn schedule_for(forget: &ForgetSpec) -> Schedule {
+        match forget {
+            ForgetSpec::Class(_) => CLASS,
+            _ => SAMPLES,
+        }
+    }
 }
 
 /// Unlearning a language model (`lethe unlearn-text`, text jobs), chosen on the scenario of
 /// docs/scenario.md.
 pub mod text {
-    use super::{LossForm, OptimizerName};
+    use super::{LossForm, LrSchedule, OptimizerName};
     /// Plain, not log: a model that knows its retain answers has a retain loss near 1e-3, and
     /// the log form's gradient ∇ℓ_r/ℓ_r then outweighs the forget gradient a thousandfold (and
     /// fills AdamW's second moment, which stalls the forget term long after λ has fallen).
@@ -46,6 +85,7 @@ pub mod text {
     pub const LAMBDA0: f64 = 1.0;
     pub const OPTIMIZER: OptimizerName = OptimizerName::Adamw;
     pub const LR: f64 = 1e-3;
+    pub const LR_SCHEDULE: LrSchedule = LrSchedule::Constant;
     /// SGD's momentum, when SGD is chosen.
     pub const MOMENTUM: f64 = 0.9;
     pub const WEIGHT_DECAY: f64 = 0.0;

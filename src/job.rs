@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{ClassifierJob, ClassifierSpec, OutputSettings, TextJob, TextSpec};
 use crate::report::GateSpec;
 use crate::unlearn::{
-    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
+    DualUpdate, ForgetObjective, LossForm, LrSchedule, MethodKind, OptimizerName, UnlearnConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,6 +120,7 @@ pub struct MethodSection {
 pub struct OptimizerSection {
     pub kind: Option<OptimizerName>,
     pub lr: Option<f64>,
+    pub lr_schedule: Option<LrSchedule>,
     pub momentum: Option<f64>,
     pub weight_decay: Option<f64>,
 }
@@ -267,24 +268,26 @@ impl JobFile {
         r.trainable.train.get_or_insert_with(|| vec!["*".into()]);
         r.trainable.freeze.get_or_insert_with(Vec::new);
         use defaults::classifier as d;
+        let schedule = d::schedule_for(&forget);
         let m = &mut r.method;
         let objective = *m
             .objective
             .get_or_insert(ForgetObjective::default_for(&forget));
         m.loss_form.get_or_insert(LossForm::default_for(objective));
-        m.epsilon.get_or_insert(d::EPSILON);
+        m.epsilon.get_or_insert(schedule.epsilon);
         m.beta.get_or_insert(d::BETA);
         m.lambda0.get_or_insert(d::LAMBDA0);
         let o = &mut r.optimizer;
-        let kind = *o.kind.get_or_insert(d::OPTIMIZER);
-        o.lr.get_or_insert(d::LR);
+        let kind = *o.kind.get_or_insert(schedule.optimizer);
+        o.lr.get_or_insert(schedule.lr);
+        o.lr_schedule.get_or_insert(schedule.lr_schedule);
         if kind == OptimizerName::Sgd {
             o.momentum.get_or_insert(d::MOMENTUM);
         }
         o.weight_decay.get_or_insert(d::WEIGHT_DECAY);
         let s = &mut r.schedule;
         if s.steps.is_none() {
-            s.epochs.get_or_insert(d::EPOCHS);
+            s.epochs.get_or_insert(schedule.epochs);
         }
         s.batch_size.get_or_insert(d::BATCH_SIZE);
         Ok(r)
@@ -344,6 +347,7 @@ impl JobFile {
         let o = &mut r.optimizer;
         let kind = *o.kind.get_or_insert(d::OPTIMIZER);
         o.lr.get_or_insert(d::LR);
+        o.lr_schedule.get_or_insert(d::LR_SCHEDULE);
         if kind == OptimizerName::Sgd {
             o.momentum.get_or_insert(d::MOMENTUM);
         }
@@ -374,6 +378,7 @@ impl JobFile {
                 .expect("resolved")
                 .kind(o.momentum.unwrap_or(0.0), o.weight_decay.expect("resolved")),
             lr: o.lr.expect("resolved"),
+            lr_schedule: o.lr_schedule.expect("resolved"),
             epochs: s.epochs.unwrap_or(0),
             steps: s.steps,
             batch_size: s.batch_size.expect("resolved"),

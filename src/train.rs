@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::nn::{ParamInit, Params, RunningStats};
 use crate::rng::Rng;
 use crate::unlearn::objective::cross_entropy;
-use crate::unlearn::{Optimizer, OptimizerKind};
+use crate::unlearn::{LrSchedule, Optimizer, OptimizerKind};
 use candle_core::{Device, Tensor, Var};
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -93,9 +93,7 @@ pub fn train(
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
             if cfg.cosine {
-                optimizer.lr = cfg.lr
-                    * 0.5
-                    * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+                optimizer.lr = LrSchedule::Cosine.rate(cfg.lr, step, total);
             }
             let (x, y) = train.batch(chunk, &device)?;
             let mut stats = RunningStats::default();

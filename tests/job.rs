@@ -103,6 +103,47 @@ fn unknown_keys_are_errors_and_nothing_is_written() {
     assert!(stderr(&o).contains("epsilom"), "{}", stderr(&o));
 }
 
+/// The dry-run plan of a job that names only its model, data and what to forget.
+fn plan_of(dir: &Path, forget: &str) -> String {
+    let job = dir.join("bare.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[model]\nsource = \"{ROOT}/models/fashion-mnist-mlp\"\n[data]\ntrain = \"{ROOT}/fixtures/fashion-mnist\"\n[forget]\n{forget}\n[output]\ndir = \"{}\"\n",
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+    let o = lethe(&["run", job.to_str().unwrap(), "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn a_job_takes_the_schedule_of_what_it_forgets() {
+    let d = tempfile::tempdir().unwrap();
+    let samples = plan_of(d.path(), "fraction = 0.1");
+    for key in [
+        "kind = \"adamw\"",
+        "lr = 0.002",
+        "lr_schedule = \"cosine\"",
+        "epsilon = -0.04",
+        "epochs = 20",
+    ] {
+        assert!(samples.contains(key), "{key} missing:\n{samples}");
+    }
+    let class = plan_of(d.path(), "class = \"Dress\"");
+    for key in [
+        "kind = \"sgd\"",
+        "lr = 0.003",
+        "lr_schedule = \"constant\"",
+        "epsilon = 0.0",
+        "epochs = 2",
+    ] {
+        assert!(class.contains(key), "{key} missing:\n{class}");
+    }
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_runs_nothing() {
     let d = tempfile::tempdir().unwrap();

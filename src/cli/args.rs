@@ -10,7 +10,7 @@ use lethe::pipeline::{OutputSettings, TextTrainable};
 use lethe::text::PromptFormat;
 use lethe::unlearn::lora::LoraConfig;
 use lethe::unlearn::{
-    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
+    DualUpdate, ForgetObjective, LossForm, LrSchedule, MethodKind, OptimizerName, UnlearnConfig,
 };
 use lethe::Error;
 use std::path::PathBuf;
@@ -135,28 +135,33 @@ pub struct MethodArgs {
     #[arg(long)]
     pub fast: bool,
     /// Tolerated rise of the retain loss per step (ε, in units of the loss form; negative
-    /// values demand an improvement).
-    #[arg(long, default_value_t = defaults::classifier::EPSILON, allow_negative_numbers = true)]
-    pub epsilon: f64,
+    /// values demand an improvement) [default: 0 for a class, -0.04 for samples].
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f64>,
     /// Dual step size β.
     #[arg(long, default_value_t = defaults::classifier::BETA)]
     pub beta: f64,
     /// Initial dual variable λ₀.
     #[arg(long, default_value_t = defaults::classifier::LAMBDA0)]
     pub lambda0: f64,
-    #[arg(long, value_enum, default_value_t = defaults::classifier::OPTIMIZER)]
-    pub optimizer: OptimizerName,
-    /// Learning rate.
-    #[arg(long, default_value_t = defaults::classifier::LR)]
-    pub lr: f64,
+    /// [default: sgd for a class, adamw for samples]
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerName>,
+    /// Learning rate [default: 0.003 for a class, 0.002 for samples].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// How the learning rate moves over the run [default: constant for a class, cosine for
+    /// samples].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrSchedule>,
     /// SGD momentum.
     #[arg(long, default_value_t = defaults::classifier::MOMENTUM)]
     pub momentum: f64,
     #[arg(long, default_value_t = defaults::classifier::WEIGHT_DECAY)]
     pub weight_decay: f64,
-    /// Passes over the retain set.
-    #[arg(long, default_value_t = defaults::classifier::EPOCHS)]
-    pub epochs: usize,
+    /// Passes over the retain set [default: 2 for a class, 20 for samples].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Number of steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -175,6 +180,7 @@ impl MethodArgs {
         let objective = self
             .objective
             .unwrap_or_else(|| ForgetObjective::default_for(forget));
+        let d = defaults::classifier::schedule_for(forget);
         UnlearnConfig {
             method: self.method,
             objective,
@@ -184,12 +190,16 @@ impl MethodArgs {
                 .unwrap_or_else(|| LossForm::default_for(objective)),
             dual_update: self.dual_update,
             fast: self.fast,
-            epsilon: self.epsilon,
+            epsilon: self.epsilon.unwrap_or(d.epsilon),
             beta: self.beta,
             lambda0: self.lambda0,
-            optimizer: self.optimizer.kind(self.momentum, self.weight_decay),
-            lr: self.lr,
-            epochs: self.epochs,
+            optimizer: self
+                .optimizer
+                .unwrap_or(d.optimizer)
+                .kind(self.momentum, self.weight_decay),
+            lr: self.lr.unwrap_or(d.lr),
+            lr_schedule: self.lr_schedule.unwrap_or(d.lr_schedule),
+            epochs: self.epochs.unwrap_or(d.epochs),
             steps: self.steps,
             batch_size: self.batch_size,
             forget_batch_size: self.forget_batch_size,

@@ -52,6 +52,7 @@ pub fn run(a: &TrainTextArgs, out: &Output) -> Result<ExitCode, Error> {
         lambda0: text::LAMBDA0,
         optimizer: text::OPTIMIZER.kind(text::MOMENTUM, text::WEIGHT_DECAY),
         lr: a.lr,
+        lr_schedule: text::LR_SCHEDULE,
         epochs: a.epochs,
         steps: None,
         batch_size: a.batch_size,

@@ -9,7 +9,7 @@ use lethe::pipeline::{self, text::TextRun, TextJob, TextSpec};
 use lethe::report::{render, GateSpec};
 use lethe::unlearn::text_task::{Rmu, SimNpo};
 use lethe::unlearn::{
-    DualUpdate, ForgetObjective, LossForm, MethodKind, OptimizerName, UnlearnConfig,
+    DualUpdate, ForgetObjective, LossForm, LrSchedule, MethodKind, OptimizerName, UnlearnConfig,
 };
 use lethe::Error;
 use std::path::PathBuf;
@@ -68,6 +68,9 @@ pub struct TextMethodArgs {
     pub optimizer: OptimizerName,
     #[arg(long, default_value_t = d::LR)]
     pub lr: f64,
+    /// How the learning rate moves over the run.
+    #[arg(long, value_enum, default_value_t = d::LR_SCHEDULE)]
+    pub lr_schedule: LrSchedule,
     /// SGD momentum.
     #[arg(long, default_value_t = d::MOMENTUM)]
     pub momentum: f64,
@@ -102,6 +105,7 @@ impl TextMethodArgs {
             lambda0: self.lambda0,
             optimizer: self.optimizer.kind(self.momentum, self.weight_decay),
             lr: self.lr,
+            lr_schedule: self.lr_schedule,
             epochs: self.epochs,
             steps: self.steps,
             batch_size: self.batch_size,

@@ -15,7 +15,7 @@ pub use method::{MethodKind, StepStats};
 pub use task::{ClassifierTask, StepBatch, Task, Term};
 
 pub use objective::{ForgetObjective, LossForm};
-pub use optim::{Optimizer, OptimizerKind, OptimizerName};
+pub use optim::{LrSchedule, Optimizer, OptimizerKind, OptimizerName};
 pub use trainable::TrainableSet;
 
 use crate::error::{Error, Result};
@@ -42,6 +42,7 @@ pub struct UnlearnConfig {
     pub lambda0: f64,
     pub optimizer: OptimizerKind,
     pub lr: f64,
+    pub lr_schedule: LrSchedule,
     pub epochs: usize,
     /// Overrides `epochs` when set.
     pub steps: Option<usize>,
@@ -272,6 +273,7 @@ pub fn run(
                 save_state(step, &plan, method.as_ref(), &optimizer, &log)?;
             }
         }
+        optimizer.lr = cfg.lr_schedule.rate(cfg.lr, step, total_steps);
         let (forget, retain) = plan.next_step();
         let batch = task.step_batch(params, &forget, &retain)?;
         let stats = method

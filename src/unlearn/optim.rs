@@ -41,6 +41,33 @@ impl OptimizerName {
     }
 }
 
+/// How the learning rate moves over a run.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate at every step.
+    Constant,
+    /// Half a cosine from the rate at the first step to zero after the last (Loshchilov &
+    /// Hutter, 2017, without restarts): the last steps repair the retain fit in small moves
+    /// instead of leaving the model where a large forget step put it.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The rate of step `step` (from 0) of a run of `total` steps.
+    pub fn rate(self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine => {
+                let progress = step as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
 impl OptimizerKind {
     /// AdamW with the usual β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
     pub fn adamw(weight_decay: f64) -> Self {
@@ -98,6 +125,10 @@ impl Optimizer {
         self.step += 1;
         for (i, (var, g)) in vars.iter().zip(directions).enumerate() {
             let theta = var.as_tensor().detach();
+            // A gradient can still hold its place in the autograd graph (candle detaches the
+            // gradients it passes on, not those it leaves on variables): kept in a moment
+            // buffer, it would keep every earlier step's activations alive.
+            let g = &g.detach();
             let next = match self.kind {
                 OptimizerKind::Sgd {
                     momentum,
@@ -146,5 +177,46 @@ impl Optimizer {
             var.set(&next)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LrSchedule, Optimizer, OptimizerKind};
+    use candle_core::{Device, Tensor, Var};
+
+    #[test]
+    fn moment_buffers_hold_no_autograd_graph() {
+        let var =
+            Var::from_tensor(&Tensor::ones(4, candle_core::DType::F32, &Device::Cpu).unwrap())
+                .unwrap();
+        // A gradient that still tracks the op it came from, as candle leaves on variables.
+        let grad = (var.as_tensor() * 2.0).unwrap();
+        assert!(grad.track_op());
+        for kind in [
+            OptimizerKind::adamw(0.0),
+            OptimizerKind::Sgd {
+                momentum: 0.9,
+                weight_decay: 0.0,
+            },
+        ] {
+            let mut optimizer = Optimizer::new(kind, 0.1, 1);
+            optimizer
+                .step(std::slice::from_ref(&var), std::slice::from_ref(&grad))
+                .unwrap();
+            let (_, buffers) = optimizer.state();
+            assert!(!buffers.is_empty());
+            assert!(buffers.iter().all(|(_, b)| !b.track_op()), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn cosine_falls_from_the_rate_to_zero_through_half() {
+        let at = |step| LrSchedule::Cosine.rate(0.002, step, 100);
+        assert_eq!(at(0), 0.002);
+        assert!((at(50) - 0.001).abs() < 1e-12);
+        assert!(at(99) > 0.0 && at(99) < 1e-6);
+        assert!((1..100).all(|s| at(s) < at(s - 1)));
+        assert_eq!(LrSchedule::Constant.rate(0.002, 99, 100), 0.002);
     }
 }
