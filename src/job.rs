@@ -66,6 +66,8 @@ pub struct DataSection {
     pub holdout_set: Option<PathBuf>,
     /// Further sets whose knowledge must be kept (model utility).
     pub utility_sets: Option<Vec<PathBuf>>,
+    /// Retain questions measured, spread evenly over the set (none: all).
+    pub retain_questions: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -317,6 +319,9 @@ impl JobFile {
                 "a language-model job names its data as forget_set and retain_set, not train or [forget]",
             ));
         }
+        if self.data.retain_questions == Some(0) {
+            return Err(bad(path, "[data] retain_questions must be at least 1"));
+        }
         let mut r = self.clone();
         r.resolve_common();
         use defaults::text as d;
@@ -466,6 +471,7 @@ impl JobFile {
                 prompt_format: m.prompt_format,
                 max_new_tokens: defaults::text::MAX_NEW_TOKENS,
                 perplexity_tokens: defaults::text::PERPLEXITY_TOKENS,
+                retain_questions: r.data.retain_questions,
                 samples: defaults::text::SAMPLES,
             },
         })

@@ -344,3 +344,43 @@ fn rmu_steers_the_forget_representation_and_keeps_the_retain_one_from_its_start(
     let o = run(&["--method", "rmu", "--rmu-layer", "99"]);
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
 }
+
+#[test]
+fn retain_questions_measures_part_of_the_retain_set_and_all_of_the_forget_set() {
+    let d = tempfile::tempdir().unwrap();
+    let (forget, _, _) = sets(d.path());
+    let model = tiny();
+    let retain = model.join("retain.jsonl");
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval-text",
+            arg(&model),
+            "--forget-set",
+            arg(&forget),
+            "--retain-set",
+            arg(&retain),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::lethe(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        stdout_json(&o)
+    };
+    let all = eval(&[]);
+    let part = eval(&["--retain-questions", "5"]);
+    assert_eq!(all["retain"]["questions"], 18, "{all}");
+    assert_eq!(part["retain"]["questions"], 5, "{part}");
+    assert_eq!(part["forget"]["questions"], all["forget"]["questions"]);
+    assert_eq!(part["forget"]["probability"], all["forget"]["probability"]);
+    let o = common::lethe(&[
+        "eval-text",
+        arg(&model),
+        "--forget-set",
+        arg(&forget),
+        "--retain-set",
+        arg(&retain),
+        "--retain-questions",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+}

@@ -352,6 +352,10 @@ pub struct TextSetArgs {
     /// Longest greedy answer generated for ROUGE-L.
     #[arg(long, default_value_t = defaults::text::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
+    /// Measure the retain set on N of its questions, spread evenly over it (a run still trains
+    /// on all of them) [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_questions: Option<u64>,
     /// Prompt layout [default: the chat template when the model has one, else plain].
     #[arg(long, value_enum)]
     pub prompt_format: Option<PromptFormat>,

@@ -27,6 +27,7 @@ pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
         &MeasureSettings {
             max_new_tokens: a.sets.max_new_tokens,
             perplexity_tokens: a.sets.perplexity_tokens,
+            retain_questions: a.sets.retain_questions.map(|n| n as usize),
             progress: out.progress(),
         },
         &out.device(None)?,

@@ -20,6 +20,8 @@ pub struct MeasureSettings {
     pub max_new_tokens: usize,
     /// Tokens of the held-out text used for perplexity.
     pub perplexity_tokens: usize,
+    /// Measure the retain set on this many of its questions, spread evenly over it (None: all).
+    pub retain_questions: Option<usize>,
     pub progress: bool,
 }
 
@@ -38,6 +40,21 @@ impl QaSet {
             file: file.to_path_buf(),
             examples,
         })
+    }
+
+    /// `n` of the set's questions spread evenly over it, in order (all of them when `n` is
+    /// None or not smaller than the set).
+    pub fn evenly(&self, n: Option<usize>) -> QaSet {
+        let len = self.examples.len();
+        let picks: Vec<usize> = match n {
+            Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
+            _ => (0..len).collect(),
+        };
+        QaSet {
+            file: self.file.clone(),
+            examples: picks.iter().map(|&i| self.examples[i].clone()).collect(),
+            encoded: picks.iter().map(|&i| self.encoded[i].clone()).collect(),
+        }
     }
 }
 
@@ -118,8 +135,11 @@ pub fn measure(
     label: &str,
 ) -> Result<Measured> {
     let (model, tok) = (lm.model(), &lm.tokenizer);
+    // TOFU measures utility on a fixed part of the retain set too: greedy answers are the
+    // costly part of measuring, and a few hundred questions already pin the figures down.
+    let kept = sets.retain.evenly(settings.retain_questions);
     let utility_questions: usize = sets.utility.iter().map(|s| s.examples.len()).sum();
-    let questions = sets.forget.examples.len() + sets.retain.examples.len() + utility_questions;
+    let questions = sets.forget.examples.len() + kept.examples.len() + utility_questions;
     let bar = super::progress_bar(
         settings.progress,
         &format!("{{spinner}} {label} [{{bar:30}}] {{pos}}/{{len}} answers  ({{elapsed}})"),
@@ -138,7 +158,7 @@ pub fn measure(
         )
     };
     let forget_answers = answer(&sets.forget)?;
-    let retain_answers = answer(&sets.retain)?;
+    let retain_answers = answer(&kept)?;
     let utility_answers = sets
         .utility
         .iter()
@@ -155,6 +175,7 @@ pub fn measure(
         let ratios = truth_ratios(set)?;
         let texts: Vec<String> = answers.iter().map(|a| a.answer.clone()).collect();
         let m = SetMetrics {
+            questions: set.examples.len(),
             probability: stats.probability,
             nll: stats.nll,
             rouge_l: metrics::mean_rouge(answers),
@@ -164,7 +185,7 @@ pub fn measure(
         Ok((m, ratios))
     };
     let (forget, forget_truth_ratios) = set_metrics(&sets.forget, &forget_answers)?;
-    let (retain, _) = set_metrics(&sets.retain, &retain_answers)?;
+    let (retain, _) = set_metrics(&kept, &retain_answers)?;
     let utility_sets = sets
         .utility
         .iter()
@@ -300,4 +321,42 @@ pub fn eval_text(
         metrics: measured.metrics,
         reference: reference.map(|(m, _)| m),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: usize) -> QaSet {
+        QaSet {
+            file: PathBuf::from("retain.jsonl"),
+            examples: (0..n)
+                .map(|i| TextExample {
+                    question: Some(format!("q{i}")),
+                    ..Default::default()
+                })
+                .collect(),
+            encoded: (0..n)
+                .map(|i| Encoded {
+                    ids: vec![i as u32],
+                    target_start: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn evenly_spreads_its_picks_over_the_whole_set_and_keeps_pairs_together() {
+        let part = set(10).evenly(Some(4));
+        let questions: Vec<&str> = part
+            .examples
+            .iter()
+            .map(|e| e.question.as_deref().unwrap())
+            .collect();
+        assert_eq!(questions, ["q0", "q2", "q5", "q7"]);
+        let ids: Vec<u32> = part.encoded.iter().map(|e| e.ids[0]).collect();
+        assert_eq!(ids, [0, 2, 5, 7]);
+        assert_eq!(set(3).evenly(Some(5)).examples.len(), 3);
+        assert_eq!(set(3).evenly(None).examples.len(), 3);
+    }
 }

@@ -50,6 +50,8 @@ pub struct TextSpec {
     pub prompt_format: Option<PromptFormat>,
     pub max_new_tokens: usize,
     pub perplexity_tokens: usize,
+    /// Retain questions measured (None: all).
+    pub retain_questions: Option<usize>,
     /// Questions of each set shown before and after.
     pub samples: usize,
 }
@@ -82,6 +84,7 @@ impl TextRun {
         MeasureSettings {
             max_new_tokens: job.spec.max_new_tokens,
             perplexity_tokens: job.spec.perplexity_tokens,
+            retain_questions: job.spec.retain_questions,
             progress: job.progress,
         }
     }

@@ -352,6 +352,7 @@ mod tests {
 
     fn text(utility: Option<f64>, p_value: Option<f64>) -> TextMetrics {
         let set = SetMetrics {
+            questions: 4,
             probability: 0.5,
             nll: 1.0,
             rouge_l: 0.5,

@@ -14,6 +14,9 @@ use crate::text::data::answer_log_probs;
 /// (records with a value). docs/method.md defines each.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SetMetrics {
+    /// Questions measured.
+    #[serde(default)]
+    pub questions: usize,
     pub probability: f64,
     pub nll: f64,
     pub rouge_l: f64,
