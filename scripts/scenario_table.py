@@ -31,7 +31,7 @@ for method in ["igs", "ga", "graddiff", "npo"]:
     except (OSError, ValueError):
         print(f"{method:<10} (no report)")
         continue
-    b, a = r["before"], r["after"]
+    b, a = r["metrics"]["before"], r["metrics"]["after"]
     if first:
         print(f"{'taught':<10}{100 * b['forget']['rouge_l']:>11.1f}{100 * b['retain']['rouge_l']:>11.1f}"
               f"{'':>9}{b['perplexity']:>8.2f}{'':>9}{b['forget']['nll']:>11.3f}{b['retain']['nll']:>11.3f}")
