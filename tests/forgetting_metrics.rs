@@ -88,6 +88,26 @@ fn sets(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (forget, retain, holdout)
 }
 
+/// `lethe COMMAND MODEL --forget-set FORGET --retain-set RETAIN EXTRA…`
+fn on_sets(
+    command: &str,
+    model: &Path,
+    forget: &Path,
+    retain: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        command,
+        arg(model),
+        "--forget-set",
+        arg(forget),
+        "--retain-set",
+        arg(retain),
+    ];
+    args.extend_from_slice(extra);
+    common::lethe(&args)
+}
+
 fn stdout_json(o: &std::process::Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
@@ -306,21 +326,14 @@ fn rmu_steers_the_forget_representation_and_keeps_the_retain_one_from_its_start(
     let forget = model.join("forget.jsonl");
     let retain = model.join("retain.jsonl");
     let run = |extra: &[&str]| {
-        let mut args = vec![
+        let budget = ["--steps", "6", "--lr", "1e-2", "--json"];
+        on_sets(
             "unlearn-text",
-            arg(&model),
-            "--forget-set",
-            arg(&forget),
-            "--retain-set",
-            arg(&retain),
-            "--steps",
-            "6",
-            "--lr",
-            "1e-2",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        common::lethe(&args)
+            &model,
+            &forget,
+            &retain,
+            &[&budget, extra].concat(),
+        )
     };
     for trainable in [&[][..], &["--lora-rank", "0", "--train", "*"][..]] {
         let mut args = vec!["--method", "rmu", "--rmu-layer", "1"];
@@ -352,17 +365,13 @@ fn retain_questions_measures_part_of_the_retain_set_and_all_of_the_forget_set() 
     let model = tiny();
     let retain = model.join("retain.jsonl");
     let eval = |extra: &[&str]| {
-        let mut args = vec![
+        let o = on_sets(
             "eval-text",
-            arg(&model),
-            "--forget-set",
-            arg(&forget),
-            "--retain-set",
-            arg(&retain),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = common::lethe(&args);
+            &model,
+            &forget,
+            &retain,
+            &[&["--json"], extra].concat(),
+        );
         assert!(o.status.success(), "{}", common::stderr(&o));
         stdout_json(&o)
     };
@@ -372,15 +381,12 @@ fn retain_questions_measures_part_of_the_retain_set_and_all_of_the_forget_set() 
     assert_eq!(part["retain"]["questions"], 5, "{part}");
     assert_eq!(part["forget"]["questions"], all["forget"]["questions"]);
     assert_eq!(part["forget"]["probability"], all["forget"]["probability"]);
-    let o = common::lethe(&[
+    let o = on_sets(
         "eval-text",
-        arg(&model),
-        "--forget-set",
-        arg(&forget),
-        "--retain-set",
-        arg(&retain),
-        "--retain-questions",
-        "0",
-    ]);
+        &model,
+        &forget,
+        &retain,
+        &["--retain-questions", "0"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
 }
