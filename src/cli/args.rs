@@ -372,3 +372,53 @@ impl TextSetArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The help of --epsilon, --optimizer, --lr, --lr-schedule and --epochs states both forget
+    /// kinds' defaults; they are written out there, so this holds them to src/defaults.rs.
+    #[test]
+    fn help_states_the_defaults_of_each_forget_kind() {
+        let command = MethodArgs::augment_args(clap::Command::new("unlearn"));
+        let help = |id: &str| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        let (class, samples) = (defaults::classifier::CLASS, defaults::classifier::SAMPLES);
+        let name = |v: clap::builder::PossibleValue| v.get_name().to_string();
+        let expected = [
+            (
+                "epsilon",
+                class.epsilon.to_string(),
+                samples.epsilon.to_string(),
+            ),
+            (
+                "optimizer",
+                name(class.optimizer.to_possible_value().unwrap()),
+                name(samples.optimizer.to_possible_value().unwrap()),
+            ),
+            ("lr", class.lr.to_string(), samples.lr.to_string()),
+            (
+                "lr_schedule",
+                name(class.lr_schedule.to_possible_value().unwrap()),
+                name(samples.lr_schedule.to_possible_value().unwrap()),
+            ),
+            (
+                "epochs",
+                class.epochs.to_string(),
+                samples.epochs.to_string(),
+            ),
+        ];
+        for (id, class, samples) in expected {
+            let stated = format!("[default: {class} for a class, {samples} for samples]");
+            assert!(
+                help(id).contains(&stated),
+                "--{id}: {} lacks {stated}",
+                help(id)
+            );
+        }
+    }
+}
