@@ -116,6 +116,30 @@ impl HubEnv {
     }
 }
 
+/// How an adapter names the base model given as `arg`: an existing path made absolute, else a
+/// hub id's repository with the revision given after `@`, if any.
+pub fn base_model(arg: &Path) -> crate::unlearn::lora::BaseModel {
+    use crate::unlearn::lora::BaseModel;
+    if arg.exists() {
+        let path = std::path::absolute(arg).unwrap_or_else(|_| arg.to_path_buf());
+        return BaseModel {
+            name_or_path: path.display().to_string(),
+            revision: None,
+        };
+    }
+    let text = arg.display().to_string();
+    match HubId::parse(&text) {
+        Some(id) => BaseModel {
+            name_or_path: id.repo,
+            revision: text.contains('@').then_some(id.revision),
+        },
+        None => BaseModel {
+            name_or_path: text,
+            revision: None,
+        },
+    }
+}
+
 /// A model argument: an existing directory as it is, else a hub id pulled into the cache.
 pub fn resolve_model(arg: &Path, progress: bool) -> Result<PathBuf> {
     if arg.is_dir() {
@@ -412,6 +436,25 @@ impl Progress for FileProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_adapter_names_a_hub_base_without_its_revision() {
+        let named = |arg: &str| {
+            let b = base_model(Path::new(arg));
+            (b.name_or_path, b.revision)
+        };
+        assert_eq!(
+            named("org/never-on-disk@v1.2"),
+            ("org/never-on-disk".into(), Some("v1.2".into()))
+        );
+        assert_eq!(
+            named("org/never-on-disk"),
+            ("org/never-on-disk".into(), None)
+        );
+        let here = base_model(Path::new("src"));
+        assert!(Path::new(&here.name_or_path).is_absolute());
+        assert!(here.name_or_path.ends_with("src") && here.revision.is_none());
+    }
 
     #[test]
     fn hub_ids() {

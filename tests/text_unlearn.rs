@@ -102,7 +102,19 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["task_type"], "CAUSAL_LM");
     assert_eq!(config["r"], 4);
-    assert_eq!(config["lora_alpha"], 8.0);
+    // As PEFT writes them: an integral α as an integer, the base as an absolute path.
+    assert!(config["lora_alpha"].is_u64(), "{config}");
+    assert_eq!(config["lora_alpha"], 8);
+    let base = std::path::absolute(&t).unwrap();
+    assert_eq!(
+        config["base_model_name_or_path"],
+        base.display().to_string()
+    );
+    assert!(config["revision"].is_null(), "{config}");
+    let bytes = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let format = header.metadata().as_ref().and_then(|m| m.get("format"));
+    assert_eq!(format.map(String::as_str), Some("pt"));
     assert_eq!(
         config["target_modules"],
         serde_json::json!(["q_proj", "v_proj"])

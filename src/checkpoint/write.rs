@@ -302,16 +302,23 @@ pub fn write_new(
     tensors: &[(String, Tensor)],
     dtype: Dtype,
 ) -> Result<()> {
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    write_safetensors(&dir.join(super::SINGLE_FILE), tensors, dtype, Some(meta))?;
+    write_safetensors(&dir.join(super::SINGLE_FILE), tensors, dtype, pt_metadata())?;
     let config_path = dir.join(super::CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("a JSON value serialises");
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
 }
 
-/// Writes f32 tensors to one safetensors file (run states and other lethe-internal files).
+/// Writes f32 tensors to one safetensors file (adapters, converted checkpoints, run states).
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    write_safetensors(path, tensors, Dtype::F32, None)
+    write_safetensors(path, tensors, Dtype::F32, pt_metadata())
+}
+
+/// The header metadata transformers writes into its own files and checks when it loads one.
+fn pt_metadata() -> Option<std::collections::HashMap<String, String>> {
+    Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]))
 }
 
 fn write_safetensors(

@@ -315,7 +315,7 @@ impl Workload for TextRun {
             merged_params,
             changed,
             dir,
-            &job.model.display().to_string(),
+            &crate::hub::base_model(&job.model),
             &|p| withheld.withholds(p),
         )?;
         Ok(Withheld::listed(skipped))
@@ -447,14 +447,14 @@ pub fn write_outputs(
     merged_params: &Params,
     changed: &BTreeMap<String, Tensor>,
     dir: &Path,
-    base_name: &str,
+    base: &lora::BaseModel,
     withhold: &dyn Fn(&Path) -> bool,
 ) -> Result<Vec<PathBuf>> {
     let withheld = crate::checkpoint::write_edited(&lm.opened.checkpoint, changed, dir, withhold)?;
     if let Some(cfg) = &trainable.lora {
         let adapter = dir.join(ADAPTER_DIR);
         std::fs::create_dir(&adapter).map_err(|e| Error::io(&adapter, e))?;
-        lora::write_adapter(&adapter, lm.model(), cfg, &trainable.set, base_name)?;
+        lora::write_adapter(&adapter, lm.model(), cfg, &trainable.set, base)?;
     }
     crate::interrupt::check()?;
     let onnx = lm.model().to_onnx(merged_params, &[])?;

@@ -265,7 +265,7 @@ pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
         &merged_params,
         &changed,
         output.path(),
-        &job.model.display().to_string(),
+        &crate::hub::base_model(&job.model),
         &|p| withheld.withholds(p),
     )?;
     let report = TextTrainReport {

@@ -216,13 +216,21 @@ pub fn load_adapter(
     Ok((cfg, install(params, tensors)))
 }
 
+/// The base model an adapter names, as PEFT records it: a hub repository with its revision in
+/// a field of its own, or a local model's absolute path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaseModel {
+    pub name_or_path: String,
+    pub revision: Option<String>,
+}
+
 /// Writes `dir/adapter_config.json` and `dir/adapter_model.safetensors` in PEFT's layout.
 pub fn write_adapter(
     dir: &Path,
     model: &TextModel,
     cfg: &LoraConfig,
     set: &TrainableSet,
-    base_model: &str,
+    base: &BaseModel,
 ) -> Result<()> {
     let tensors: Vec<(String, Tensor)> = set
         .names
@@ -235,9 +243,15 @@ pub fn write_adapter(
     let config = json!({
         "peft_type": "LORA",
         "task_type": if model.is_causal_lm() { "CAUSAL_LM" } else { "FEATURE_EXTRACTION" },
-        "base_model_name_or_path": base_model,
+        "base_model_name_or_path": base.name_or_path,
+        "revision": base.revision,
         "r": cfg.rank,
-        "lora_alpha": cfg.alpha,
+        // PEFT's own configs hold an integer α; a float one reads back the same.
+        "lora_alpha": if cfg.alpha.fract() == 0.0 && cfg.alpha.abs() < 1e15 {
+            json!(cfg.alpha as i64)
+        } else {
+            json!(cfg.alpha)
+        },
         "lora_dropout": 0.0,
         "target_modules": cfg.targets,
         "layers_to_transform": layers,
