@@ -83,35 +83,56 @@ impl HubId {
     }
 }
 
-/// The hub settings read from the environment.
+/// The hub settings read from the environment, as huggingface_hub reads them.
 #[derive(Clone, Debug)]
 pub struct HubEnv {
     pub endpoint: String,
     pub cache: PathBuf,
     pub token: Option<String>,
     pub offline: bool,
+    /// False when HF_HUB_DISABLE_PROGRESS_BARS is set: downloads draw no progress bars.
+    pub progress_bars: bool,
 }
 
 impl HubEnv {
     pub fn from_env() -> HubEnv {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let cache = match (var("HF_HUB_CACHE"), var("HF_HOME")) {
-            (Some(c), _) => PathBuf::from(c),
-            (None, Some(home)) => PathBuf::from(home).join("hub"),
-            (None, None) => std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join(".cache/huggingface/hub"),
+        let flag = |k: &str| {
+            var(k)
+                .map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+                .unwrap_or(false)
         };
-        let token = var("HF_TOKEN").or_else(|| Cache::new(cache.clone()).token());
-        let offline = var("HF_HUB_OFFLINE")
-            .map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-            .unwrap_or(false);
+        // HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface.
+        let home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("."))
+                        .join(".cache")
+                })
+                .join("huggingface")
+        });
+        let cache = var("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("hub"));
+        // HF_TOKEN, else the token file: HF_TOKEN_PATH, else HF_HOME/token.
+        let token_file = var("HF_TOKEN_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("token"));
+        let token = var("HF_TOKEN").or_else(|| {
+            std::fs::read_to_string(token_file)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        });
         HubEnv {
             endpoint: var("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
             cache,
             token,
-            offline,
+            offline: flag("HF_HUB_OFFLINE"),
+            progress_bars: !flag("HF_HUB_DISABLE_PROGRESS_BARS"),
         }
     }
 }
@@ -184,6 +205,7 @@ fn hub_error(id: &HubId, env: &HubEnv, e: hf_hub::api::sync::ApiError) -> Error 
 
 /// Downloads (or finds in the cache) the checkpoint files of `id`; returns the snapshot directory.
 pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
+    let progress = progress && env.progress_bars;
     if env.offline {
         return cached_snapshot(id, env);
     }

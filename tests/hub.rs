@@ -419,6 +419,7 @@ fn lethe(args: &[&str], endpoint: &str, home: &Path, extra_env: &[(&str, &str)])
         .env("HF_ENDPOINT", endpoint)
         .env("HF_HOME", home)
         .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
         .env_remove("HF_HUB_CACHE")
         .env_remove("HF_HUB_OFFLINE");
     for (k, v) in extra_env {
@@ -691,21 +692,32 @@ fn pickle_weights_and_escaping_names_are_refused() {
 /// What a terminal shows of `lethe ARGS` (its stderr: stdout goes to a file), run under
 /// `script`, which gives it a terminal: progress bars are drawn on terminals only.
 fn on_a_terminal(args: &[&str], hub: &TestHub, home: &Path) -> String {
+    on_a_terminal_with(args, hub, home, &[])
+}
+
+fn on_a_terminal_with(
+    args: &[&str],
+    hub: &TestHub,
+    home: &Path,
+    extra_env: &[(&str, &str)],
+) -> String {
     let mut line = format!("'{}'", env!("CARGO_BIN_EXE_lethe"));
     for a in args {
         line.push_str(&format!(" '{a}'"));
     }
     line.push_str(&format!(" > '{}'", home.join("stdout.txt").display()));
-    let o = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
         .env("HF_ENDPOINT", &hub.addr)
         .env("HF_HOME", home)
         .env_remove("HF_TOKEN")
         .env_remove("HF_HUB_CACHE")
         .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_DISABLE_PROGRESS_BARS")
-        .output()
-        .unwrap();
+        .env_remove("HF_HUB_DISABLE_PROGRESS_BARS");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -744,4 +756,67 @@ fn quiet_runs_that_pull_show_nothing_on_a_terminal() {
     // …with -q, nothing at all.
     let quiet = run(true);
     assert_eq!(quiet.trim(), "", "a quiet run printed on stderr");
+}
+
+#[test]
+fn hf_hub_disable_progress_bars_hides_the_downloads_on_a_terminal() {
+    let hub = TestHub::start(repos());
+    let pulled = |extra_env: &[(&str, &str)]| {
+        let home = tempfile::tempdir().unwrap();
+        on_a_terminal_with(
+            &["pull", "lethe-test/sharded"],
+            &hub,
+            home.path(),
+            extra_env,
+        )
+    };
+    assert!(pulled(&[]).contains("safetensors"), "no download progress");
+    let hidden = pulled(&[("HF_HUB_DISABLE_PROGRESS_BARS", "1")]);
+    assert!(!hidden.contains("safetensors"), "{hidden:?}");
+}
+
+#[test]
+fn without_hf_home_the_cache_follows_xdg_cache_home() {
+    let hub = TestHub::start(repos());
+    let xdg = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["pull", "lethe-test/sharded", "-q"])
+        .env("HF_ENDPOINT", &hub.addr)
+        .env("XDG_CACHE_HOME", xdg.path())
+        .env("HOME", xdg.path().join("not-here"))
+        .env_remove("HF_HOME")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = xdg.path().join("huggingface/hub");
+    assert!(
+        stdout(&o).starts_with(expected.to_str().unwrap()),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn the_token_file_is_read_from_hf_home_or_hf_token_path() {
+    let hub = TestHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    // A token file in HF_HOME, as `hf auth login` leaves it.
+    std::fs::write(home.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    let o = pull(&hub, home.path(), "lethe-test/private", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Elsewhere, named by HF_TOKEN_PATH.
+    let other = tempfile::tempdir().unwrap();
+    let token = other.path().join("my-token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let o = pull(
+        &hub,
+        other.path(),
+        "lethe-test/private",
+        &[("HF_TOKEN_PATH", token.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
