@@ -10,6 +10,7 @@
 
 use crate::checkpoint::{self, is_plain_file_name};
 use crate::error::{Error, Result};
+use crate::unlearn::trainable::glob_match;
 use hf_hub::api::sync::{ApiBuilder, ApiRepo};
 use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
@@ -203,8 +204,36 @@ fn hub_error(id: &HubId, env: &HubEnv, e: hf_hub::api::sync::ApiError) -> Error 
     Error::Hub(msg)
 }
 
+/// Which repository files a pull fetches, by glob (`*` any run of characters, `?` one), as
+/// `hf download --include/--exclude` chooses them.
+#[derive(Clone, Debug, Default)]
+pub struct FileFilter {
+    /// Fetch exactly the files matching one of these (none: the checkpoint's files); pickle
+    /// files never.
+    pub include: Vec<String>,
+    /// Leave out the files matching one of these.
+    pub exclude: Vec<String>,
+}
+
+impl FileFilter {
+    fn keeps(&self, name: &str) -> bool {
+        !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+}
+
 /// Downloads (or finds in the cache) the checkpoint files of `id`; returns the snapshot directory.
 pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
+    pull_files(id, env, &FileFilter::default(), progress)
+}
+
+/// Downloads (or finds in the cache) the files of `id` that `filter` chooses; returns the
+/// snapshot directory.
+pub fn pull_files(
+    id: &HubId,
+    env: &HubEnv,
+    filter: &FileFilter,
+    progress: bool,
+) -> Result<PathBuf> {
     let progress = progress && env.progress_bars;
     if env.offline {
         return cached_snapshot(id, env);
@@ -236,6 +265,44 @@ pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
         .cache_folder(&env.cache)
         .join("snapshots")
         .join(&info.sha);
+    let wanted: Vec<String> = if filter.include.is_empty() {
+        checkpoint_files(&repo, id, env, &names, &snapshot, progress)?
+    } else {
+        names
+            .iter()
+            .filter(|n| filter.include.iter().any(|p| glob_match(p, n)) && !is_pickle(n))
+            .cloned()
+            .collect()
+    };
+    let wanted: Vec<&String> = wanted.iter().filter(|n| filter.keeps(n)).collect();
+    if wanted.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no file of the repository is left to fetch by --include and --exclude",
+            id.repo
+        )));
+    }
+    for name in wanted {
+        crate::interrupt::check()?;
+        fetch(&repo, id, env, name, &snapshot, progress)?;
+    }
+    // Point the revision at this commit even when every file was already cached.
+    Cache::new(env.cache.clone())
+        .repo(id.repo())
+        .create_ref(&info.sha)
+        .map_err(|e| Error::io(&env.cache, e))?;
+    Ok(snapshot)
+}
+
+/// The files a checkpoint needs: its metadata and its safetensors weights (the shards its
+/// index names, fetched first to read them).
+fn checkpoint_files(
+    repo: &ApiRepo,
+    id: &HubId,
+    env: &HubEnv,
+    names: &[String],
+    snapshot: &Path,
+    progress: bool,
+) -> Result<Vec<String>> {
     let mut wanted: Vec<String> = METADATA_FILES
         .iter()
         .filter(|f| names.iter().any(|n| n == *f))
@@ -248,7 +315,7 @@ pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
         )));
     }
     if names.iter().any(|n| n == checkpoint::INDEX_FILE) {
-        let index = fetch(&repo, id, env, checkpoint::INDEX_FILE, &snapshot, progress)?;
+        let index = fetch(repo, id, env, checkpoint::INDEX_FILE, snapshot, progress)?;
         let shards: std::collections::BTreeSet<String> =
             checkpoint::read_index(&index)?.into_values().collect();
         for shard in &shards {
@@ -274,16 +341,7 @@ pub fn pull(id: &HubId, env: &HubEnv, progress: bool) -> Result<PathBuf> {
             id.repo
         )));
     }
-    for name in &wanted {
-        crate::interrupt::check()?;
-        fetch(&repo, id, env, name, &snapshot, progress)?;
-    }
-    // Point the revision at this commit even when every file was already cached.
-    Cache::new(env.cache.clone())
-        .repo(id.repo())
-        .create_ref(&info.sha)
-        .map_err(|e| Error::io(&env.cache, e))?;
-    Ok(snapshot)
+    Ok(wanted)
 }
 
 /// One file into the snapshot: skipped when the snapshot already holds it, else downloaded and,

@@ -820,3 +820,50 @@ fn the_token_file_is_read_from_hf_home_or_hf_token_path() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn pull_takes_a_revision_and_include_and_exclude_globs_like_hf_download() {
+    let hub = TestHub::start(repos());
+    let files = |dir: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["pull", "lethe-test/sharded", "-q"];
+        all.extend_from_slice(args);
+        lethe(&all, &hub.addr, home.path(), &[])
+    };
+    let o = run(&["--revision", "v1", "--include", "*.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).ends_with(&commit(2)), "{}", stdout(&o));
+    assert_eq!(
+        files(&stdout(&o)),
+        ["config.json", "model.safetensors.index.json"]
+    );
+    let o = run(&["--exclude", "model-00002-*"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).ends_with(&commit(1)), "{}", stdout(&o));
+    assert_eq!(
+        files(&stdout(&o)),
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+    // Two revisions, or globs that leave nothing: bad usage.
+    let o = lethe(
+        &["pull", "lethe-test/sharded@main", "--revision", "v1", "-q"],
+        &hub.addr,
+        home.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["--include", "*.gguf"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
