@@ -1,7 +1,7 @@
 //! The `lethe` command line: parses the arguments and hands each command to its module in
 //! `cli/`, where its arguments and printing live; the work is in the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use lethe::bench::PeakAlloc;
 use std::process::ExitCode;
 
@@ -57,6 +57,9 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Time and peak memory per step of igs, igs fast, egs and fine-tuning on the same samples.
     Bench(cli::bench::BenchArgs),
+    /// Print the completion script of a shell (e.g. `lethe completions bash >
+    /// ~/.local/share/bash-completion/completions/lethe`).
+    Completions(cli::completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::usage_error(e),
     };
+    if let Command::Completions(a) = &cli.command {
+        return cli::completions::run(a, &mut Cli::command());
+    }
     lethe::interrupt::install_handler();
     let out = cli::Output::new(&cli.global);
     let outcome = match &cli.command {
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cli::verify::run(a, &out),
         Command::Export(a) => cli::export::run(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
+        Command::Completions(_) => unreachable!("answered before the run starts"),
     };
     out.finish(outcome)
 }

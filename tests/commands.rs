@@ -264,3 +264,29 @@ fn ctrl_c_stops_a_conversion_with_exit_130_and_nothing_written() {
     assert!(!out.exists(), "an interrupted conversion wrote its output");
     assert!(!staging(d.path()), "the staging directory was left behind");
 }
+
+#[test]
+fn completion_scripts_cover_every_command_and_bash_parses_its_own() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = common::lethe(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", common::stderr(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        for word in [
+            "unlearn-text",
+            "eval-text",
+            "completions",
+            "retain-questions",
+        ] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("lethe.bash");
+            std::fs::write(&file, &script).unwrap();
+            let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+            assert!(check.status.success(), "{}", common::stderr(&check));
+        }
+    }
+    let o = common::lethe(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}

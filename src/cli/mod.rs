@@ -5,6 +5,7 @@
 pub mod args;
 pub mod bench;
 pub mod bench_text;
+pub mod completions;
 pub mod convert;
 pub mod diff;
 pub mod eval;
