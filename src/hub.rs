@@ -25,6 +25,7 @@ const METADATA_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    crate::text::tokenizer::CHAT_TEMPLATE_FILE,
     "vocab.txt",
     "merges.txt",
     "preprocessor_config.json",

@@ -30,7 +30,8 @@ fn token_string(config: &Value, key: &str) -> Option<String> {
 }
 
 impl TextTokenizer {
-    /// Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json`.
+    /// Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json` and
+    /// `dir/chat_template.jinja`.
     pub fn open(dir: &Path, model_config: &Value) -> Result<TextTokenizer> {
         let path = dir.join("tokenizer.json");
         if !path.is_file() {
@@ -51,10 +52,7 @@ impl TextTokenizer {
             })?,
             Err(_) => Value::Null,
         };
-        let chat_template = match config.get("chat_template") {
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
+        let chat_template = chat_template(dir, &config)?;
         let eos_token = token_string(&config, "eos_token");
         let id_of = |field: &str, token: &Option<String>| -> Option<u32> {
             model_config
@@ -154,4 +152,60 @@ pub fn render_chat_template(
         eos_token => eos_token.unwrap_or(""),
     })
     .map_err(bad)
+}
+
+/// The chat template as transformers finds it: `chat_template.jinja` beside the tokenizer (where
+/// current hub repositories keep it) wins over `tokenizer_config.json`'s `chat_template`, which
+/// is a string or a list of named templates of which "default" is the one used.
+fn chat_template(dir: &Path, config: &Value) -> Result<Option<String>> {
+    let file = dir.join(CHAT_TEMPLATE_FILE);
+    if file.is_file() {
+        return std::fs::read_to_string(&file)
+            .map(Some)
+            .map_err(|e| Error::io(&file, e));
+    }
+    Ok(match config.get("chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(named)) => named
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template").and_then(Value::as_str))
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
+/// The file a checkpoint may keep its chat template in.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_file_wins_over_the_config_and_named_templates_give_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({"chat_template": "from the config"});
+        assert_eq!(
+            chat_template(dir.path(), &config).unwrap().as_deref(),
+            Some("from the config")
+        );
+        let named = serde_json::json!({"chat_template": [
+            {"name": "tool_use", "template": "tools"},
+            {"name": "default", "template": "plain"},
+        ]});
+        assert_eq!(
+            chat_template(dir.path(), &named).unwrap().as_deref(),
+            Some("plain")
+        );
+        std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), "from the file").unwrap();
+        assert_eq!(
+            chat_template(dir.path(), &config).unwrap().as_deref(),
+            Some("from the file")
+        );
+        assert_eq!(
+            chat_template(dir.path(), &Value::Null).unwrap().as_deref(),
+            Some("from the file")
+        );
+    }
 }
