@@ -123,21 +123,21 @@ fn eval_text_reports_the_fields_measures_against_a_reference() {
     let d = tempfile::tempdir().unwrap();
     let (forget, retain, holdout) = sets(d.path());
     let model = tiny();
-    let o = common::lethe(&[
+    let o = on_sets(
         "eval-text",
-        arg(&model),
-        "--forget-set",
-        arg(&forget),
-        "--retain-set",
-        arg(&retain),
-        "--holdout-set",
-        arg(&holdout),
-        "--utility-set",
-        arg(&retain),
-        "--reference",
-        arg(&model),
-        "--json",
-    ]);
+        &model,
+        &forget,
+        &retain,
+        &[
+            "--holdout-set",
+            arg(&holdout),
+            "--utility-set",
+            arg(&retain),
+            "--reference",
+            arg(&model),
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let v = stdout_json(&o);
     // The model against itself: the same truth ratios (KS statistic 0, p-value 1), the same
@@ -183,13 +183,7 @@ fn forget_quality_and_utility_gates_decide_the_exit_status() {
     let (forget, retain, holdout) = sets(d.path());
     let model = tiny();
     let run = |extra: &[&str], out: &Path| {
-        let mut args = vec![
-            "unlearn-text",
-            arg(&model),
-            "--forget-set",
-            arg(&forget),
-            "--retain-set",
-            arg(&retain),
+        let budget = [
             "--holdout-set",
             arg(&holdout),
             "--reference",
@@ -201,8 +195,13 @@ fn forget_quality_and_utility_gates_decide_the_exit_status() {
             arg(out),
             "--json",
         ];
-        args.extend_from_slice(extra);
-        common::lethe(&args)
+        on_sets(
+            "unlearn-text",
+            &model,
+            &forget,
+            &retain,
+            &[&budget, extra].concat(),
+        )
     };
     // A utility ratio no run can reach: the run completes, the gate fails, exit 3.
     let out = d.path().join("strict");
