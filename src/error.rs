@@ -60,6 +60,11 @@ pub enum Error {
     #[error("hub: {0}")]
     Hub(String),
 
+    /// A device that was asked for but cannot be used here (no CUDA in this build, no driver or
+    /// GPU on this machine): an error of the environment, not of the command line.
+    #[error("{0}")]
+    Device(String),
+
     #[error("interrupted before step {step}; the run state is saved in {state}: run the same job again, resuming, to continue")]
     Interrupted { step: usize, state: String },
 

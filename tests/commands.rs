@@ -132,15 +132,6 @@ fn usage_errors_exit_2_and_say_so_in_json_with_json() {
             "--forget-class",
             "Dress",
             "--device",
-            "cuda:0",
-            "--out",
-            arg(&out),
-        ],
-        &[
-            "unlearn",
-            "--forget-class",
-            "Dress",
-            "--device",
             "abacus",
             "--out",
             arg(&out),
@@ -161,12 +152,54 @@ fn usage_errors_exit_2_and_say_so_in_json_with_json() {
         assert!(!v["error"].as_str().unwrap().is_empty(), "{args:?}: {v}");
         assert!(!out.exists(), "{args:?} wrote an output");
     }
-    let o = common::lethe(&["unlearn", "--forget-class", "Dress", "--device", "cuda:0"]);
-    assert!(
-        common::stderr(&o).contains("CPU only"),
-        "{}",
-        common::stderr(&o)
-    );
+}
+
+/// Asking a build without CUDA for a GPU is an error of the environment, not of the command line:
+/// exit 1, no panic, nothing written, and a message that says how to get a CUDA build.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_from_a_build_without_it_exits_1_and_says_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let job = d.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[model]\nsource = \"{root}/models/fashion-mnist-mlp\"\ndevice = \"cuda\"\n\
+             [data]\ntrain = \"{root}/fixtures/fashion-mnist\"\n\
+             [forget]\nclass = \"Dress\"\n[output]\ndir = {:?}\n",
+            out.display().to_string(),
+            root = env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let cases: &[&[&str]] = &[
+        &[
+            "unlearn",
+            "--forget-class",
+            "Dress",
+            "--device",
+            "cuda:0",
+            "--out",
+            arg(&out),
+        ],
+        &["eval", "--device", "cuda"],
+        &["run", arg(&job)],
+    ];
+    for args in cases {
+        let o = common::lethe(args);
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("built without CUDA"), "{args:?}: {err}");
+        assert!(err.contains("scripts/build-cuda.sh"), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} wrote an output");
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let v = stdout_json(&common::lethe(&with_json));
+        assert_eq!(v["kind"], "error", "{args:?}: {v}");
+        assert_eq!(v["exit_status"], 1, "{args:?}: {v}");
+    }
 }
 
 #[test]
