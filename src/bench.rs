@@ -215,6 +215,8 @@ pub fn run(job: &BenchJob, mut on_row: impl FnMut(&str, usize)) -> Result<Vec<Be
 pub struct TextBenchJob {
     pub model: PathBuf,
     pub device: candle_core::Device,
+    /// What the frozen weights are held in.
+    pub precision: crate::precision::Precision,
     pub progress: bool,
     /// Forget and retain sequences per step (half each).
     pub batch: usize,
@@ -252,7 +254,7 @@ pub fn peak_rss_bytes() -> u64 {
 pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
     use crate::text::Encoded;
     use crate::unlearn::text_task::TextTask;
-    let mut lm = LanguageModel::open(&job.model, &job.device, job.progress)?;
+    let mut lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
     let half = (job.batch / 2).max(1);
     let vocab = lm.model().vocab_size() as u64;
     let mut rng = crate::rng::Rng::new(0);

@@ -14,6 +14,10 @@ pub const HOLDOUT_SEED: u64 = 0;
 pub const FORGET_SEED: u64 = 0;
 /// The device every command computes on.
 pub const DEVICE: &str = "cpu";
+/// The precision frozen weights are held in (`--dtype`) ...
+pub const DTYPE: &str = "f32";
+/// ... except a language model's on a GPU, where bf16 halves the memory of the frozen weights.
+pub const DTYPE_GPU_TEXT: &str = "bf16";
 
 /// Unlearning a classifier (`lethe unlearn`, classifier jobs). What forgets a whole class
 /// differs from what forgets scattered samples, so the schedule depends on the forget kind.

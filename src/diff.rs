@@ -7,6 +7,7 @@ use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::model::{LanguageModel, Opened};
 use crate::nn::log_softmax;
+use crate::precision::Precision;
 use crate::verify::metrics;
 use candle_core::{Device, Tensor};
 use ndarray::{Array2, Axis};
@@ -107,6 +108,7 @@ pub fn diff(
     b: &Path,
     probe: Option<&Probe>,
     device: &Device,
+    precision: Precision,
     progress: bool,
 ) -> Result<DiffReport> {
     let ca = &Checkpoint::open(crate::hub::resolve_model(a, progress)?)?;
@@ -173,8 +175,8 @@ pub fn diff(
             max_new_tokens,
         }) => {
             text_outputs = Some(text_output_change(
-                &LanguageModel::open(&ca.dir, device, progress)?,
-                &LanguageModel::open(&cb.dir, device, progress)?,
+                &LanguageModel::open(&ca.dir, device, precision, progress)?,
+                &LanguageModel::open(&cb.dir, device, precision, progress)?,
                 file,
                 *max_new_tokens,
             )?)

@@ -7,6 +7,7 @@ use crate::data::{DataSpec, ForgetSpec};
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::pipeline::{ClassifierJob, ClassifierSpec, OutputSettings, TextJob, TextSpec};
+use crate::precision::Precision;
 use crate::report::GateSpec;
 use crate::unlearn::{
     DualUpdate, ForgetObjective, LossForm, LrSchedule, MethodKind, OptimizerName, UnlearnConfig,
@@ -46,8 +47,11 @@ pub struct JobFile {
 pub struct ModelSection {
     /// A checkpoint directory or hub id.
     pub source: PathBuf,
-    /// The device to compute on (`cpu`).
+    /// The device to compute on (`cpu`, `cuda`, `cuda:N`).
     pub device: Option<String>,
+    /// What a language model's frozen weights are held in (`f32`, `bf16`; crate::precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -297,9 +301,15 @@ impl JobFile {
 
     /// The defaults every kind of job shares.
     fn resolve_common(&mut self) {
-        self.model
+        let device = self
+            .model
             .device
             .get_or_insert_with(|| defaults::DEVICE.to_string());
+        let gpu = device.starts_with("cuda");
+        let text = self.is_text();
+        self.model
+            .dtype
+            .get_or_insert_with(|| Precision::default_for(gpu, text).name().to_string());
         let m = &mut self.method;
         m.name.get_or_insert(defaults::METHOD);
         m.dual_update.get_or_insert(defaults::DUAL_UPDATE);
@@ -392,9 +402,14 @@ impl JobFile {
         }
     }
 
-    /// The device, the gates and the output settings of a resolved job.
-    fn common(&self) -> Result<(candle_core::Device, GateSpec, OutputSettings)> {
+    /// The device, the precision, the gates and the output settings of a resolved job.
+    fn common(&self) -> Result<(candle_core::Device, Precision, GateSpec, OutputSettings)> {
         let device = crate::device::parse(self.model.device.as_deref().expect("resolved"))?;
+        let precision = Precision::resolve(
+            Some(self.model.dtype.as_deref().expect("resolved")),
+            device.is_cuda(),
+            self.is_text(),
+        )?;
         let g = &self.gates;
         let gates = GateSpec {
             max_test_drop: g.max_test_drop,
@@ -414,7 +429,7 @@ impl JobFile {
             onnxruntime: self.output.onnxruntime.clone(),
             ..OutputSettings::default()
         };
-        Ok((device, gates, output))
+        Ok((device, precision, gates, output))
     }
 
     /// The language-model job this file describes.
@@ -438,11 +453,12 @@ impl JobFile {
                 layers: t.lora_layers.map(|[a, b]| (a, b)),
             }),
         };
-        let (device, gates, output) = r.common()?;
+        let (device, precision, gates, output) = r.common()?;
         let m = &r.method;
         Ok(TextJob {
             model: r.model.source.clone(),
             device,
+            precision,
             config: r.unlearn_config(),
             gates,
             output,
@@ -487,10 +503,11 @@ impl JobFile {
         if r.gates.max_gap.is_some() && r.gates.reference.is_none() {
             return Err(bad(path, "[gates] max_gap needs a reference model"));
         }
-        let (device, gates, output) = r.common()?;
+        let (device, precision, gates, output) = r.common()?;
         Ok(ClassifierJob {
             model: r.model.source.clone(),
             device,
+            precision,
             config: r.unlearn_config(),
             gates,
             output,

@@ -21,6 +21,7 @@ pub mod model;
 pub mod nn;
 pub mod onnx;
 pub mod pipeline;
+pub mod precision;
 pub mod report;
 pub mod rng;
 pub mod runtime;

@@ -7,10 +7,12 @@ use crate::arch::Classifier;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::nn::{ParamSpec, Params};
+use crate::precision::Precision;
 use crate::text::data::{encode, Encoded, PromptFormat, TextExample};
 use crate::text::TextTokenizer;
 use candle_core::Device;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::path::Path;
 
 /// What lethe needs of an architecture to open a checkpoint of it.
@@ -45,7 +47,7 @@ impl Architecture for TextModel {
         TextModel::param_specs(self)
     }
     fn load_params(&self, checkpoint: &Checkpoint, device: &Device) -> Result<Params> {
-        TextModel::load_params(self, checkpoint, device)
+        TextModel::load_params(self, checkpoint, device, candle_core::DType::F32)
     }
     fn model_type(&self) -> &str {
         &self.model_type
@@ -104,7 +106,7 @@ impl AnyModel {
             .unwrap_or_default();
         Ok(if crate::arch::text::is_text_model_type(model_type) {
             let arch = TextModel::from_checkpoint(&checkpoint)?;
-            let params = arch.load_params(&checkpoint, device)?;
+            let params = arch.load_params(&checkpoint, device, candle_core::DType::F32)?;
             AnyModel::Text(Opened {
                 checkpoint,
                 arch,
@@ -136,8 +138,21 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
-    pub fn open(source: &Path, device: &Device, progress: bool) -> Result<LanguageModel> {
-        let opened = Opened::<TextModel>::open(source, device, progress)?;
+    /// Opens a language model with its frozen matrices held in `precision` (crate::precision).
+    pub fn open(
+        source: &Path,
+        device: &Device,
+        precision: Precision,
+        progress: bool,
+    ) -> Result<LanguageModel> {
+        let checkpoint = open_checkpoint(source, progress)?;
+        let arch = TextModel::from_checkpoint(&checkpoint)?;
+        let params = arch.load_params(&checkpoint, device, precision.frozen_dtype())?;
+        let opened = Opened {
+            checkpoint,
+            arch,
+            params,
+        };
         if !opened.arch.is_causal_lm() {
             return Err(Error::Usage(format!(
                 "{} is an encoder; lethe unlearns question/answer data from causal language models",
@@ -146,6 +161,38 @@ impl LanguageModel {
         }
         let tokenizer = TextTokenizer::open(&opened.checkpoint.dir, &opened.checkpoint.config)?;
         Ok(LanguageModel { opened, tokenizer })
+    }
+
+    /// Reads `names` again from the checkpoint in f32: the master copies of weights about to
+    /// train while the others are held in a lower precision.
+    pub fn restore_f32<'n>(&mut self, names: impl IntoIterator<Item = &'n str>) -> Result<()> {
+        let opened = &mut self.opened;
+        for name in names {
+            if opened.params.get(name)?.dtype() != candle_core::DType::F32 {
+                let t = opened.checkpoint.load_f32(name, opened.params.device())?;
+                opened.params.insert(name, t);
+            }
+        }
+        Ok(())
+    }
+
+    /// `params` (this model's weights after training) with every tensor held in a lower
+    /// precision read again from the checkpoint in f32: what is exported and verified. Such
+    /// tensors did not train, so the checkpoint holds their values exactly.
+    pub fn in_full_precision<'p>(&self, params: &'p Params) -> Result<Cow<'p, Params>> {
+        if params.all_f32() {
+            return Ok(Cow::Borrowed(params));
+        }
+        let mut full = Params::new(params.device());
+        for (name, t) in params.iter() {
+            let t = if t.dtype() == candle_core::DType::F32 {
+                t.clone()
+            } else {
+                self.opened.checkpoint.load_f32(name, params.device())?
+            };
+            full.insert(name.clone(), t);
+        }
+        Ok(Cow::Owned(full))
     }
 
     pub fn model(&self) -> &TextModel {

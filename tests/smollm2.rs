@@ -66,7 +66,9 @@ fn converted_smollm2_agrees_with_the_quantized_reference_and_answers() {
 
     let ckpt = Checkpoint::open(&out).unwrap();
     let model = TextModel::from_checkpoint(&ckpt).unwrap();
-    let params = model.load_params(&ckpt, &Device::Cpu).unwrap();
+    let params = model
+        .load_params(&ckpt, &Device::Cpu, candle_core::DType::F32)
+        .unwrap();
     let tok = TextTokenizer::open(&out, &ckpt.config).unwrap();
 
     let mut reference_model = load_quantized(&gguf);

@@ -129,10 +129,15 @@ fn lora_trains_adapters_only_and_its_peft_adapter_reloads() {
     // Loading the adapter onto the base and merging gives the exported merged weights.
     let ckpt = Checkpoint::open(&t).unwrap();
     let model = TextModel::from_checkpoint(&ckpt).unwrap();
-    let mut params = model.load_params(&ckpt, &Device::Cpu).unwrap();
+    let mut params = model
+        .load_params(&ckpt, &Device::Cpu, candle_core::DType::F32)
+        .unwrap();
     let (cfg, set) = lora::load_adapter(&adapter, &mut params, &model).unwrap();
     assert_eq!((cfg.rank, cfg.alpha), (4, 8.0));
-    let merged = lora::merged_weights(&params, &model, &set, cfg.scale()).unwrap();
+    let merged = lora::merged_weights(&params, &model, &set, cfg.scale(), &|n| {
+        Ok(params.get(n)?.clone())
+    })
+    .unwrap();
     assert_eq!(merged.len(), 4);
     for (name, w) in &merged {
         let d: f32 = (w - &after[name])
@@ -542,5 +547,66 @@ fn forget_data_beside_the_model_is_never_copied_into_the_output() {
             json(&out.join("report.json"))["outputs"]["withheld"],
             r["outputs"]["withheld"]
         );
+    }
+}
+
+/// `--dtype bf16` holds the frozen weights in bf16 (mixed precision) and still writes what an f32
+/// run writes, in kind: weights that did not train keep their exact bytes, trained ones start
+/// from and merge into the checkpoint's f32 values, and the ONNX model (from the same weights)
+/// passes ONNX Runtime's check. Its metrics stay close to the f32 run's.
+#[test]
+fn bf16_holds_frozen_weights_in_bf16_and_the_outputs_keep_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let run = |dtype: &str, case: usize, extra: &[&str]| {
+        let out = dir.path().join(format!("{dtype}-{case}"));
+        let mut args = vec!["--steps", "5", "--lr", "1e-2", "--dtype", dtype];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", arg(&out), "--json"]);
+        let o = unlearn_text(
+            arg(&t),
+            arg(&t.join("forget.jsonl")),
+            arg(&t.join("retain.jsonl")),
+            &args,
+        );
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{dtype} {extra:?}: {said}");
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (out, report)
+    };
+    let before = tensors(&t.join("model.safetensors"));
+    let cases = [
+        &["--lora-rank", "4", "--lora-targets", "q_proj,v_proj"][..],
+        &["--lora-rank", "0", "--train", "*.mlp.down_proj.weight"][..],
+    ];
+    for (case, extra) in cases.into_iter().enumerate() {
+        let (out32, r32) = run("f32", case, extra);
+        let (out16, r16) = run("bf16", case, extra);
+        assert_eq!(r16["config"]["dtype"], "bf16", "{r16}");
+        assert_eq!(r32["config"]["dtype"], "f32", "{r32}");
+        assert_eq!(r16["verification"]["passed"], true, "{extra:?}: {r16}");
+        let (a32, a16) = (
+            tensors(&out32.join("model.safetensors")),
+            tensors(&out16.join("model.safetensors")),
+        );
+        for (name, b) in &before {
+            let trained = a32[name].dtype() == DType::F32 && bits(b) != bits(&a32[name]);
+            assert_eq!(a16[name].dtype(), b.dtype(), "{name}");
+            if !trained {
+                assert_eq!(
+                    bits(b),
+                    bits(&a16[name]),
+                    "{extra:?}: {name} changed in bf16"
+                );
+            }
+        }
+        let p = |r: &Value, set: &str| r["metrics"]["after"][set]["probability"].as_f64().unwrap();
+        for set in ["forget", "retain"] {
+            let (x, y) = (p(&r32, set), p(&r16, set));
+            assert!(
+                (x - y).abs() <= 0.05 * x.max(y),
+                "{extra:?} {set}: f32 {x}, bf16 {y}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::nn::{Block, ParamSpec, Params, RunningStats};
 use crate::onnx::graph::{Dim, GraphBuilder};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 /// Input and output names of every exported classifier.
@@ -186,6 +186,16 @@ fn labels(config: &Value) -> Result<Vec<String>> {
 
 /// Loads the parameters `specs` name from the checkpoint as f32, checking every shape.
 pub fn load_params(specs: &[ParamSpec], ckpt: &Checkpoint, device: &Device) -> Result<Params> {
+    load_params_in(specs, ckpt, device, DType::F32)
+}
+
+/// As [`load_params`], with matrices (rank 2 and more) held in `matrices` (crate::precision).
+pub fn load_params_in(
+    specs: &[ParamSpec],
+    ckpt: &Checkpoint,
+    device: &Device,
+    matrices: DType,
+) -> Result<Params> {
     let mut params = Params::new(device);
     for spec in specs {
         let found = ckpt
@@ -198,7 +208,12 @@ pub fn load_params(specs: &[ParamSpec], ckpt: &Checkpoint, device: &Device) -> R
                 found: found.to_vec(),
             });
         }
-        params.insert(spec.name.clone(), ckpt.load_f32(&spec.name, device)?);
+        let dtype = if spec.shape.len() >= 2 {
+            matrices
+        } else {
+            DType::F32
+        };
+        params.insert(spec.name.clone(), ckpt.load_as(&spec.name, dtype, device)?);
     }
     Ok(params)
 }

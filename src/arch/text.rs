@@ -370,10 +370,16 @@ impl TextModel {
         }
     }
 
-    /// Loads every parameter as f32 onto `device`, checking names and shapes against the
-    /// checkpoint, and builds the model's position tables there.
-    pub fn load_params(&self, ckpt: &Checkpoint, device: &Device) -> Result<Params> {
-        let params = super::load_params(&self.param_specs(), ckpt, device)?;
+    /// Loads every parameter onto `device`, matrices in `matrices` and the rest in f32
+    /// (crate::precision), checking names and shapes against the checkpoint, and builds the
+    /// model's position tables there.
+    pub fn load_params(
+        &self,
+        ckpt: &Checkpoint,
+        device: &Device,
+        matrices: DType,
+    ) -> Result<Params> {
+        let params = super::load_params_in(&self.param_specs(), ckpt, device, matrices)?;
         if let TextArch::Llama(m) = &self.arch {
             m.build_rotary_tables(device)?;
         }

@@ -195,6 +195,16 @@ impl Checkpoint {
         shard.info(name).map(|i| i.dtype)
     }
 
+    /// The tensor converted to `dtype` on `device`. The conversion happens in host memory, so
+    /// a device never holds more than the converted tensor.
+    pub fn load_as(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+        if dtype == DType::F32 {
+            return self.load_f32(name, device);
+        }
+        let host = self.load_f32(name, &Device::Cpu)?.to_dtype(dtype)?;
+        Ok(host.to_device(device)?)
+    }
+
     /// The tensor converted to f32 on `device`.
     pub fn load_f32(&self, name: &str, device: &Device) -> Result<Tensor> {
         let shard = &self.shards[*self

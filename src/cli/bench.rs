@@ -33,7 +33,7 @@ pub fn run(a: &BenchArgs, out: &Output) -> Result<ExitCode, Error> {
         .unwrap_or(ForgetSpec::Class("0".into()));
     let job = BenchJob {
         model: c.model()?,
-        device: out.device(None)?,
+        device: super::classifier_device(out)?,
         progress: out.progress(),
         data: c.data.spec()?,
         forget: forget.clone(),

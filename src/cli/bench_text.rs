@@ -34,9 +34,11 @@ pub struct BenchTextArgs {
 }
 
 pub fn run(a: &BenchTextArgs, out: &Output) -> Result<ExitCode, Error> {
+    let device = out.device(None)?;
     let r = bench::run_text(&TextBenchJob {
         model: a.model.clone(),
-        device: out.device(None)?,
+        precision: out.precision(None, &device, true)?,
+        device,
         progress: out.progress(),
         batch: a.batch,
         seq_len: a.seq_len,

@@ -45,7 +45,15 @@ pub fn run(a: &DiffArgs, out: &Output) -> Result<ExitCode, Error> {
         (None, None) => None,
     };
     let device = out.device(None)?;
-    let report = diff::diff(&a.a, &a.b, probe.as_ref(), &device, out.progress())?;
+    let precision = out.precision(None, &device, true)?;
+    let report = diff::diff(
+        &a.a,
+        &a.b,
+        probe.as_ref(),
+        &device,
+        precision,
+        out.progress(),
+    )?;
     if let Some(path) = &a.html {
         write_whole(path, lethe::report::html::diff_page(&report).as_bytes())?;
     }

@@ -21,7 +21,7 @@ pub fn run(a: &EvalArgs, out: &Output) -> Result<ExitCode, Error> {
     let c = &a.classifier;
     let forget = c.forget.required(c.forget_seed)?;
     let model = c.model()?;
-    let device = out.device(None)?;
+    let device = super::classifier_device(out)?;
     let data = c.data.spec()?;
     let (m, split) = classifier::eval(&model, &data, &forget, a.seed, &device, out.progress())?;
     let result = serde_json::json!({

@@ -19,6 +19,7 @@ pub struct EvalTextArgs {
 }
 
 pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
+    let device = out.device(None)?;
     let m = measure_text::eval_text(
         &a.model,
         &a.sets.files(),
@@ -28,9 +29,10 @@ pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
             max_new_tokens: a.sets.max_new_tokens,
             perplexity_tokens: a.sets.perplexity_tokens,
             retain_questions: a.sets.retain_questions.map(|n| n as usize),
+            precision: out.precision(None, &device, true)?,
             progress: out.progress(),
         },
-        &out.device(None)?,
+        &device,
     )?;
     out.result(&m, || render::evaluation(&m));
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,7 @@ pub mod verify;
 
 use candle_core::Device;
 use clap::Args;
+use lethe::precision::Precision;
 use lethe::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,9 +42,15 @@ pub struct Global {
     /// No progress bars or notes on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// The device to compute on [default: cpu; a job file's `device` for `lethe run`].
+    /// The device to compute on: cpu, cuda or cuda:N (cuda needs a CUDA build, docs/gpu.md)
+    /// [default: cpu; a job file's `device` for `lethe run`].
     #[arg(long, global = true, value_name = "DEVICE")]
     pub device: Option<String>,
+    /// What a language model's frozen weights are held in: f32 or bf16 (trainable weights,
+    /// adapters, optimizer state and losses stay f32; outputs keep the checkpoint's dtype)
+    /// [default: bf16 for language models on a GPU, else f32; a job file's `dtype`].
+    #[arg(long, global = true, value_name = "DTYPE")]
+    pub dtype: Option<String>,
 }
 
 /// How a command speaks: tables or JSON on stdout, progress and notes on stderr unless quiet.
@@ -51,6 +58,7 @@ pub struct Output {
     pub json: bool,
     pub quiet: bool,
     device: Option<String>,
+    dtype: Option<String>,
 }
 
 impl Output {
@@ -59,6 +67,7 @@ impl Output {
             json: global.json,
             quiet: global.quiet,
             device: global.device.clone(),
+            dtype: global.dtype.clone(),
         }
     }
 
@@ -95,6 +104,23 @@ impl Output {
         let device = lethe::device::parse(name)?;
         lethe::device::prepare(&device);
         Ok(device)
+    }
+
+    /// The precision of a run on `device`: `--dtype`, else `job_dtype` (a job file's), else the
+    /// default; `text` says whether the model is a language model (classifiers take f32 only).
+    pub fn precision(
+        &self,
+        job_dtype: Option<&str>,
+        device: &Device,
+        text: bool,
+    ) -> Result<Precision, Error> {
+        let chosen = self.dtype.as_deref().or(job_dtype);
+        Precision::resolve(chosen, device.is_cuda(), text)
+    }
+
+    /// The `--dtype` given on the command line, if any.
+    pub fn dtype_flag(&self) -> Option<&str> {
+        self.dtype.as_deref()
     }
 
     /// The `--device` given on the command line, if any.
@@ -169,6 +195,14 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
         "{}",
         serde_json::to_string_pretty(value).expect("a result serialises")
     );
+}
+
+/// The device of a classifier command, whose weights are f32 only: a `--dtype` other than f32
+/// is refused.
+pub fn classifier_device(out: &Output) -> Result<Device, Error> {
+    let device = out.device(None)?;
+    out.precision(None, &device, false)?;
+    Ok(device)
 }
 
 /// Exit status 0, or 3 when a gate was not met.

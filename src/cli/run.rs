@@ -20,16 +20,21 @@ pub struct RunArgs {
 }
 
 pub fn run(a: &RunArgs, out: &Output) -> Result<ExitCode, Error> {
-    let file = JobFile::read(&a.job)?;
+    let mut file = JobFile::read(&a.job)?;
     if let Some(note) = file.check_provenance(&a.job)? {
         out.note(&note);
+    }
+    // The command line's device and dtype replace the file's before the defaults are resolved:
+    // the default dtype depends on the device.
+    if let Some(device) = out.device_flag() {
+        file.model.device = Some(device.to_string());
+    }
+    if let Some(dtype) = out.dtype_flag() {
+        file.model.dtype = Some(dtype.to_string());
     }
     let mut resolved = file.resolved(&a.job)?;
     if let Some(dir) = &a.out {
         resolved.output.dir = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    if let Some(device) = out.device_flag() {
-        resolved.model.device = Some(device.to_string());
     }
     // The device is checked (and the process prepared for it) before anything is opened.
     out.device(resolved.model.device.as_deref())?;
@@ -40,7 +45,12 @@ pub fn run(a: &RunArgs, out: &Output) -> Result<ExitCode, Error> {
         let mut job = resolved.to_text_job(&a.job, out.progress())?;
         if a.dry_run {
             // Opening the model checks config, weights, tokenizer and architecture.
-            lethe::model::LanguageModel::open(&job.model, &job.device, out.progress())?;
+            lethe::model::LanguageModel::open(
+                &job.model,
+                &job.device,
+                job.precision,
+                out.progress(),
+            )?;
             return dry_run(&toml, out);
         }
         job.output.attachments.push(attachment);

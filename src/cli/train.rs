@@ -2,7 +2,7 @@
 //! forget set: the gold standard of unlearning).
 
 use super::args::{DataArgs, ForgetArgs};
-use super::Output;
+use super::{classifier_device, Output};
 use clap::{Args, ValueEnum};
 use lethe::defaults::{self, train as d};
 use lethe::pipeline::train::{train_model, ArchChoice, TrainJob};
@@ -90,7 +90,7 @@ pub fn run(a: &TrainArgs, out: &Output) -> Result<ExitCode, Error> {
         out: a.out.clone(),
         overwrite: a.overwrite,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        device: out.device(None)?,
+        device: classifier_device(out)?,
         progress: out.progress(),
     };
     let report = train_model(&job)?;

@@ -59,6 +59,7 @@ pub fn run(a: &TrainTextArgs, out: &Output) -> Result<ExitCode, Error> {
         forget_batch_size: None,
         seed: a.seed,
     };
+    let device = out.device(None)?;
     let job = TextTrainJob {
         model: a.model.clone(),
         data: a.data.clone(),
@@ -67,7 +68,8 @@ pub fn run(a: &TrainTextArgs, out: &Output) -> Result<ExitCode, Error> {
         prompt_format: a.prompt_format,
         out: a.out.clone(),
         overwrite: a.overwrite,
-        device: out.device(None)?,
+        precision: out.precision(None, &device, true)?,
+        device,
         progress: out.progress(),
     };
     let r = train_text(&job)?;

@@ -43,9 +43,11 @@ pub struct UnlearnArgs {
 pub fn run(a: &UnlearnArgs, out: &Output) -> Result<ExitCode, Error> {
     let c = &a.classifier;
     let forget = c.forget.required(c.forget_seed)?;
+    let device = out.device(None)?;
     let job = ClassifierJob {
         model: c.model()?,
-        device: out.device(None)?,
+        precision: out.precision(None, &device, false)?,
+        device,
         config: a.method.config(&forget),
         gates: GateSpec {
             max_test_drop: a.max_test_drop,

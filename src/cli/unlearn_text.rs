@@ -148,9 +148,11 @@ pub struct UnlearnTextArgs {
 }
 
 pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
+    let device = out.device(None)?;
     let job = TextJob {
         model: a.model.clone(),
-        device: out.device(None)?,
+        precision: out.precision(None, &device, true)?,
+        device,
         config: a.method.config(),
         gates: GateSpec {
             max_forget_rouge: a.max_forget_rouge,

@@ -59,6 +59,12 @@ impl<'a> Eager<'a> {
     }
 }
 
+/// Rows read from a table held in a lower precision (crate::precision), as the f32 the
+/// activations are computed in. (A no-op for f32 tables: candle returns the same tensor.)
+fn in_f32(t: Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(DType::F32)?)
+}
+
 impl Ops for Eager<'_> {
     type T = Tensor;
 
@@ -85,7 +91,13 @@ impl Ops for Eager<'_> {
             let dims = a.dims().to_vec();
             let rows: usize = dims[..ra - 1].iter().product();
             let x = a.reshape((rows, dims[ra - 1]))?;
-            let y = x.matmul(b)?;
+            // A weight held in a lower precision (crate::precision) multiplies in its own dtype,
+            // as autocast does; the product returns to the activations' dtype.
+            let y = if b.dtype() == a.dtype() {
+                x.matmul(b)?
+            } else {
+                x.to_dtype(b.dtype())?.matmul(b)?.to_dtype(a.dtype())?
+            };
             let mut out = dims;
             out[ra - 1] = b.dim(1)?;
             return Ok(y.reshape(out)?);
@@ -203,11 +215,11 @@ impl Ops for Eager<'_> {
     fn gather_rows(&mut self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let rows = table.index_select(&ids.flatten_all()?, 0)?;
-        Ok(rows.reshape((b, t, table.dim(1)?))?)
+        Ok(in_f32(rows)?.reshape((b, t, table.dim(1)?))?)
     }
 
     fn row(&mut self, table: &Tensor, index: usize) -> Result<Tensor> {
-        Ok(table.get(index)?)
+        in_f32(table.get(index)?)
     }
 
     fn leading_rows(&mut self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
@@ -219,7 +231,7 @@ impl Ops for Eager<'_> {
                 table.dim(0)?
             )));
         }
-        Ok(table.narrow(0, offset, t)?)
+        in_f32(table.narrow(0, offset, t)?)
     }
 
     fn attention_bias(&mut self, mask: &Tensor, pattern: AttentionPattern) -> Result<Tensor> {

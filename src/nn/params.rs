@@ -1,5 +1,5 @@
 use crate::error::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
 /// The tensors a forward pass reads, by checkpoint name. Trainable entries are the tensors of
@@ -56,6 +56,11 @@ impl Params {
                 .collect(),
             device: self.device.clone(),
         }
+    }
+
+    /// Whether every tensor is f32 (no matrix is held in a lower precision).
+    pub fn all_f32(&self) -> bool {
+        self.tensors.values().all(|t| t.dtype() == DType::F32)
     }
 
     pub fn len(&self) -> usize {

@@ -271,6 +271,7 @@ impl Workload for ClassifierRun {
             rmu: None,
             refusal: None,
             device: crate::device::name(&job.device),
+            dtype: job.precision.name(),
         };
         (model, data, config)
     }

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::nn::Params;
+use crate::precision::Precision;
 use crate::text::data::{self, Encoded, PromptFormat, TextExample};
 use crate::text::forgetting::{self, AttackAucs, Attacks};
 use crate::text::metrics::{self, Answered, Evaluation, SetMetrics, TextMetrics};
@@ -22,6 +23,8 @@ pub struct MeasureSettings {
     pub perplexity_tokens: usize,
     /// Measure the retain set on this many of its questions, spread evenly over it (None: all).
     pub retain_questions: Option<usize>,
+    /// What the models' frozen weights are held in.
+    pub precision: Precision,
     pub progress: bool,
 }
 
@@ -279,7 +282,7 @@ pub fn measure_reference(
     settings: &MeasureSettings,
     device: &Device,
 ) -> Result<(TextMetrics, Evidence)> {
-    let reference = LanguageModel::open(source, device, settings.progress)?;
+    let reference = LanguageModel::open(source, device, settings.precision, settings.progress)?;
     let m = measure(
         &reference,
         reference.params(),
@@ -302,7 +305,7 @@ pub fn eval_text(
     settings: &MeasureSettings,
     device: &Device,
 ) -> Result<Evaluation> {
-    let lm = LanguageModel::open(model, device, settings.progress)?;
+    let lm = LanguageModel::open(model, device, settings.precision, settings.progress)?;
     let format = lm.prompt_format(prompt_format);
     let sets = TextSets::read(&lm, files, format)?;
     let reference = reference

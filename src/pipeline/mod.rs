@@ -13,6 +13,7 @@ pub mod train;
 
 use crate::checkpoint::OutputDir;
 use crate::error::Result;
+use crate::precision::Precision;
 use crate::report::{
     self, DataInfo, Gate, GateSpec, Gated, MetricsSection, ModelInfo, Outputs, Report, RunConfig,
     RunSummary, SideBySide,
@@ -38,6 +39,8 @@ pub struct UnlearnJob<S> {
     /// A checkpoint directory or hub id.
     pub model: PathBuf,
     pub device: Device,
+    /// What frozen weights are held in (crate::precision); classifiers take f32.
+    pub precision: Precision,
     pub config: UnlearnConfig,
     pub gates: GateSpec,
     pub output: OutputSettings,

@@ -85,6 +85,7 @@ impl TextRun {
             max_new_tokens: job.spec.max_new_tokens,
             perplexity_tokens: job.spec.perplexity_tokens,
             retain_questions: job.spec.retain_questions,
+            precision: job.precision,
             progress: job.progress,
         }
     }
@@ -149,7 +150,7 @@ impl Workload for TextRun {
                 job.config.objective.name()
             )));
         }
-        let lm = LanguageModel::open(&job.model, &job.device, job.progress)?;
+        let lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
         let format = lm.prompt_format(job.spec.prompt_format);
         let sets = TextSets::read(&lm, &job.spec.sets, format)?;
         let refusals = sets
@@ -326,7 +327,8 @@ impl Workload for TextRun {
             &dir.join(crate::export::ONNX_FILE),
             library,
             self.lm.model(),
-            self.merged_params(),
+            // Compared with the exported weights, in f32.
+            &*self.lm.in_full_precision(self.merged_params())?,
             &self.sets.retain.encoded,
             self.lm.tokenizer.pad_id,
         )
@@ -361,6 +363,7 @@ impl Workload for TextRun {
             rmu: Some(job.spec.rmu),
             refusal: Some(job.spec.refusal.clone()),
             device: crate::device::name(&job.device),
+            dtype: job.precision.name(),
         };
         (model, data, config)
     }
@@ -394,6 +397,16 @@ pub fn select_trainable(
     how: &TextTrainable,
     seed: u64,
 ) -> Result<Trainable> {
+    if let TextTrainable::Weights { train, freeze } = how {
+        // Weights that train start from the checkpoint's values in f32 (their master copies),
+        // whatever precision the frozen ones are held in.
+        let specs = lm.model().param_specs();
+        let chosen = specs
+            .iter()
+            .filter(|s| trainable::is_selected(s, train, freeze))
+            .map(|s| s.name.as_str());
+        lm.restore_f32(chosen)?;
+    }
     let (params, model) = (&mut lm.opened.params, &lm.opened.arch);
     Ok(match how {
         TextTrainable::Lora(cfg) => Trainable {
@@ -423,7 +436,12 @@ pub fn merged(
     let params = lm.params();
     match &trainable.lora {
         Some(cfg) => {
-            let w = lora::merged_weights(params, lm.model(), &trainable.set, cfg.scale())?;
+            // Merged into the base weights as the checkpoint holds them, read in f32.
+            let base = |name: &str| match params.get(name)? {
+                w if w.dtype() == candle_core::DType::F32 => Ok(w.clone()),
+                _ => lm.opened.checkpoint.load_f32(name, params.device()),
+            };
+            let w = lora::merged_weights(params, lm.model(), &trainable.set, cfg.scale(), &base)?;
             Ok((lora::without_adapters(params, &w), w))
         }
         None => {
@@ -457,7 +475,10 @@ pub fn write_outputs(
         lora::write_adapter(&adapter, lm.model(), cfg, &trainable.set, base)?;
     }
     crate::interrupt::check()?;
-    let onnx = lm.model().to_onnx(merged_params, &[])?;
+    // The ONNX model holds the same weights as the checkpoint written beside it.
+    let onnx = lm
+        .model()
+        .to_onnx(&*lm.in_full_precision(merged_params)?, &[])?;
     crate::export::write_text_onnx(
         onnx,
         &dir.join(crate::export::ONNX_FILE),

@@ -10,6 +10,7 @@ use crate::data::{self, Data, DataSpec, ForgetSpec};
 use crate::error::Result;
 use crate::export;
 use crate::model::LanguageModel;
+use crate::precision::Precision;
 use crate::report::{RunSummary, TRAIN_SCHEMA};
 use crate::text::data::PromptFormat;
 use crate::text::metrics;
@@ -193,6 +194,7 @@ pub struct TextTrainJob {
     pub out: PathBuf,
     pub overwrite: bool,
     pub device: Device,
+    pub precision: Precision,
     pub progress: bool,
 }
 
@@ -213,7 +215,7 @@ pub struct TextTrainReport {
 /// `lethe train-text`: fine-tunes a language model on JSONL examples (loss on answers), e.g. to
 /// teach it facts; writes the merged checkpoint (and the PEFT adapter with LoRA).
 pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
-    let mut lm = LanguageModel::open(&job.model, &job.device, job.progress)?;
+    let mut lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
     let examples = crate::text::data::read_jsonl(&job.data)?;
     let format = lm.prompt_format(job.prompt_format);
     let encoded = lm.encode_all(&job.data, &examples, format)?;

@@ -95,6 +95,8 @@ pub struct RunConfig {
     pub refusal: Option<String>,
     /// The device the run computed on.
     pub device: String,
+    /// What the frozen weights were held in (crate::precision).
+    pub dtype: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -271,12 +271,13 @@ pub fn write_adapter(
 }
 
 /// The base weights with the adapters folded in: W + (α/r)·B·A (transposed for [in, out]
-/// storage). Returns the changed weights by name.
+/// storage), W as `base` reads it (in f32). Returns the changed weights by name.
 pub fn merged_weights(
     params: &Params,
     model: &TextModel,
     set: &TrainableSet,
     scale: f64,
+    base: &dyn Fn(&str) -> Result<Tensor>,
 ) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     for name in &set.names {
@@ -291,7 +292,7 @@ pub fn merged_weights(
             _ => delta,
         };
         let w_name = format!("{module}.weight");
-        let w = params.get(&w_name)?;
+        let w = base(&w_name)?;
         out.insert(w_name, (w + delta)?.detach());
     }
     Ok(out)

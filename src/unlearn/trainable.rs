@@ -16,6 +16,14 @@ impl TrainableSet {
     }
 }
 
+/// Whether the patterns select `spec` to train: it matches a `train` pattern and no `freeze`
+/// pattern, and is not a buffer.
+pub fn is_selected(spec: &ParamSpec, train: &[String], freeze: &[String]) -> bool {
+    !spec.is_buffer
+        && train.iter().any(|p| glob_match(p, &spec.name))
+        && !freeze.iter().any(|p| glob_match(p, &spec.name))
+}
+
 /// Selects trainable parameters by glob patterns over their names (`*` any run of characters,
 /// `?` one character): a parameter trains when it matches a `train` pattern and no `freeze`
 /// pattern. Buffers never train. Turns the selected entries of `params` into `Var`s.
@@ -39,10 +47,7 @@ pub fn select(
         vars: Vec::new(),
     };
     for spec in specs {
-        let selected = !spec.is_buffer
-            && train.iter().any(|p| glob_match(p, &spec.name))
-            && !freeze.iter().any(|p| glob_match(p, &spec.name));
-        if selected {
+        if is_selected(spec, train, freeze) {
             let var = Var::from_tensor(params.get(&spec.name)?)?;
             params.insert(spec.name.clone(), var.as_tensor().clone());
             set.names.push(spec.name.clone());
