@@ -21,7 +21,8 @@ the script is run again. Standard library only; run from the repository root.
 """
 import argparse, json, os, statistics, subprocess, sys
 
-LETHE = "./target/release/lethe"
+# LETHE_BIN runs another binary (a copy, so a rebuild cannot change it mid-run).
+LETHE = os.environ.get("LETHE_BIN", "./target/release/lethe")
 LORA = ["--lora-rank", "16", "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
 METHODS = {
     "igs": ["--method", "igs"],
