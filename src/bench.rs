@@ -237,6 +237,9 @@ pub struct TextBenchResult {
     /// Peak heap bytes above the level before the first step, MiB.
     pub step_peak_heap_mib: f64,
     pub trainable_parameters: usize,
+    pub device: String,
+    /// What the frozen weights were held in.
+    pub dtype: &'static str,
 }
 
 /// VmHWM of this process, in bytes (0 where /proc is not available).
@@ -321,11 +324,14 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
     for _ in 0..job.warmup {
         method.step(batch.as_ref(), &set.vars, &mut optimizer)?;
     }
+    // A GPU runs asynchronously: each timed step ends when the device has finished its work.
+    job.device.synchronize()?;
     let live_before = reset_peak();
     let mut times = Vec::with_capacity(job.steps);
     for _ in 0..job.steps.max(1) {
         let start = Instant::now();
         method.step(batch.as_ref(), &set.vars, &mut optimizer)?;
+        job.device.synchronize()?;
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     let step_peak = peak().saturating_sub(live_before);
@@ -337,5 +343,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
         peak_rss_mib: peak_rss_bytes() as f64 / (1024.0 * 1024.0),
         step_peak_heap_mib: step_peak as f64 / (1024.0 * 1024.0),
         trainable_parameters: set.num_elements(),
+        device: crate::device::name(&job.device),
+        dtype: job.precision.name(),
     })
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use lethe::arch::Classifier;
 use lethe::checkpoint::{write_edited, Checkpoint, OutputDir};
 use std::collections::BTreeMap;
@@ -301,4 +301,28 @@ fn an_existing_empty_output_directory_is_filled_without_overwrite() {
     dir.write_file("a.txt", b"x").unwrap();
     dir.commit().unwrap();
     assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"x");
+}
+
+/// A tensor read in a dtype other than f32 holds the f32 values rounded once: bf16 stored and
+/// bf16 asked for (read as stored) gives the same bits as f32 stored and rounded to bf16, and
+/// bf16 read as f32 is exact.
+#[test]
+fn tensors_load_in_the_dtype_asked_for() {
+    let d16 = tempfile::tempdir().unwrap();
+    let c16 = tiny(d16.path(), safetensors::Dtype::BF16);
+    for name in c16.tensor_names() {
+        let held = c16.load_as(name, DType::BF16, &Device::Cpu).unwrap();
+        assert_eq!(held.dtype(), DType::BF16, "{name}");
+        let f32s = c16.load_f32(name, &Device::Cpu).unwrap();
+        let via_f32 = f32s.to_dtype(DType::BF16).unwrap();
+        let bits =
+            |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<half::bf16>().unwrap();
+        assert_eq!(bits(&held), bits(&via_f32), "{name}");
+        let f32_again = c16.load_as(name, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(f32_again.dtype(), DType::F32);
+        assert_eq!(
+            f32_again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            f32s.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
 }

@@ -137,6 +137,26 @@ fn usage_errors_exit_2_and_say_so_in_json_with_json() {
             arg(&out),
         ],
         &["unlearn", "--no-such-flag"],
+        // Classifiers train in f32; export and verify work on the weights as they are.
+        &[
+            "unlearn",
+            "--forget-class",
+            "Dress",
+            "--dtype",
+            "bf16",
+            "--out",
+            arg(&out),
+        ],
+        &[
+            "unlearn",
+            "--forget-class",
+            "Dress",
+            "--dtype",
+            "f16",
+            "--out",
+            arg(&out),
+        ],
+        &["export", "--dtype", "bf16", "--out", arg(&out)],
     ];
     for args in cases {
         let o = common::lethe(args);

@@ -201,6 +201,14 @@ impl Checkpoint {
         if dtype == DType::F32 {
             return self.load_f32(name, device);
         }
+        if dtype == DType::BF16 && self.dtype(name) == Some(Dtype::BF16) {
+            // Stored as held: the values are read as they are (large models load much faster).
+            let shard = &self.shards[self.location[name]];
+            let info = shard.info(name).expect("name located in shard");
+            let bytes = shard.bytes(name).expect("name located in shard");
+            let values = le_values(bytes, half::bf16::from_le_bytes);
+            return Ok(Tensor::from_vec(values, &info.shape[..], device)?);
+        }
         let host = self.load_f32(name, &Device::Cpu)?.to_dtype(dtype)?;
         Ok(host.to_device(device)?)
     }

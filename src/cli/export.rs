@@ -20,6 +20,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: &ExportArgs, out: &Output) -> Result<ExitCode, Error> {
+    out.full_precision_only("export")?;
     let model = or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?;
     let device = out.device(None)?;
     let r = inspect::export_onnx(&model, &a.out, a.overwrite, &device, out.progress())?;

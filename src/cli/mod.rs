@@ -118,6 +118,17 @@ impl Output {
         Precision::resolve(chosen, device.is_cuda(), text)
     }
 
+    /// For commands that work on the checkpoint's weights as they are (export, verify): a
+    /// `--dtype` other than f32 is refused rather than ignored.
+    pub fn full_precision_only(&self, command: &str) -> Result<(), Error> {
+        match self.dtype.as_deref() {
+            None | Some("f32") => Ok(()),
+            Some(other) => Err(Error::Usage(format!(
+                "--dtype {other}: `lethe {command}` works on the checkpoint's weights in f32"
+            ))),
+        }
+    }
+
     /// The `--dtype` given on the command line, if any.
     pub fn dtype_flag(&self) -> Option<&str> {
         self.dtype.as_deref()

@@ -26,6 +26,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run(a: &VerifyArgs, out: &Output) -> Result<ExitCode, Error> {
+    out.full_precision_only("verify")?;
     let parity = inspect::verify_dir(
         &a.dir,
         || a.data.spec(),

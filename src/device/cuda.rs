@@ -76,6 +76,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_machine_without_the_driver_gets_an_error_that_names_it() {
+        if loadable("libcuda.so.1") || loadable("libcuda.so") {
+            return; // a machine with the driver: nothing to refuse
+        }
+        let e = open(0).unwrap_err();
+        assert!(matches!(e, Error::Device(_)), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("cuda:0"), "{text}");
+        assert!(text.contains("the CUDA driver cannot be loaded"), "{text}");
+        assert!(text.contains("--device cpu"), "{text}");
+    }
+
+    #[test]
     fn a_library_that_is_not_there_is_not_loadable_and_libc_is() {
         assert!(!loadable("liblethe-no-such-library.so.0"));
         assert!(loadable("libc.so.6"));

@@ -1,7 +1,10 @@
 //! The device a run computes on, chosen once (`--device`, or `device` in a job file) and carried
 //! by the loaded parameters from then on.
 
-#[cfg(feature = "cuda")]
+// Built in every test build too (it needs nothing of CUDA to compile), so that its checks are
+// tested on machines without a GPU.
+#[cfg(any(feature = "cuda", test))]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod cuda;
 
 use crate::error::{Error, Result};
