@@ -289,6 +289,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
         retain,
         reference_log_probs: reference.iter().map(|r| r.0).collect(),
         objective: crate::unlearn::ForgetObjective::Npo,
+        held_out_nll: 0.0,
         npo_beta: crate::defaults::text::NPO_BETA,
         simnpo: crate::unlearn::text_task::SimNpo {
             beta: crate::defaults::text::SIMNPO_BETA,

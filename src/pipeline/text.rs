@@ -80,6 +80,31 @@ pub struct TextRun {
 }
 
 impl TextRun {
+    /// τ of the held-out-level objective: the mean NLL per answer token of the held-out set's
+    /// answers under the model before unlearning (its adapters, if any, are still zero).
+    fn held_out_nll(&self, trainable: &Trainable) -> Result<f64> {
+        let holdout = self.sets.holdout.as_ref().ok_or_else(|| {
+            Error::Usage(
+                "the held-out-level objective needs --holdout-set: answers of the forget set's \
+                 kind that the model never saw, whose likelihood is the level to forget to"
+                    .into(),
+            )
+        })?;
+        let rows = answer_log_probs(
+            self.lm.model(),
+            self.lm.params(),
+            &holdout.encoded,
+            self.lm.tokenizer.pad_id,
+            trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
+            8,
+        )?;
+        let per_token: Vec<f64> = rows
+            .iter()
+            .map(|&(lp, n)| -(lp as f64) / n.max(1) as f64)
+            .collect();
+        Ok(per_token.iter().sum::<f64>() / per_token.len().max(1) as f64)
+    }
+
     fn settings(job: &TextJob) -> MeasureSettings {
         MeasureSettings {
             max_new_tokens: job.spec.max_new_tokens,
@@ -227,9 +252,13 @@ impl Workload for TextRun {
         select_trainable(&mut self.lm, &job.spec.trainable, job.config.seed)
     }
 
-    fn config(&self, job: &TextJob, _: &Trainable) -> Result<UnlearnConfig> {
+    fn config(&self, job: &TextJob, trainable: &Trainable) -> Result<UnlearnConfig> {
         let mut config = job.config.clone();
-        config.held_out_loss = 0.0;
+        config.held_out_loss = if config.objective == ForgetObjective::HeldOutLevel {
+            self.held_out_nll(trainable)? as f32
+        } else {
+            0.0
+        };
         Ok(config)
     }
 
@@ -262,6 +291,7 @@ impl Workload for TextRun {
             retain: self.sets.retain.encoded.clone(),
             reference_log_probs: self.reference_log_probs.clone(),
             objective: config.objective,
+            held_out_nll: config.held_out_loss,
             npo_beta: self.npo_beta,
             simnpo: self.simnpo,
             rmu: self.rmu_target(trainable, config)?,

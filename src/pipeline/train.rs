@@ -233,6 +233,7 @@ pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
         retain: encoded.clone(),
         reference_log_probs: Vec::new(),
         objective: ForgetObjective::Npo,
+        held_out_nll: 0.0,
         npo_beta: crate::defaults::text::NPO_BETA,
         simnpo: crate::unlearn::text_task::SimNpo {
             beta: crate::defaults::text::SIMNPO_BETA,

@@ -20,6 +20,8 @@ pub struct TextTask<'a> {
     /// reference, computed once).
     pub reference_log_probs: Vec<f32>,
     pub objective: ForgetObjective,
+    /// τ of the held-out-level objective: the mean NLL per token of held-out answers.
+    pub held_out_nll: f32,
     pub npo_beta: f64,
     /// SimNPO's β and γ.
     pub simnpo: SimNpo,
@@ -86,7 +88,9 @@ impl TextBatch<'_> {
     fn rows_for(&self, term: Term) -> Result<Rows> {
         Ok(match term {
             Term::Forget => match self.task.objective {
-                ForgetObjective::Npo | ForgetObjective::Simnpo => Rows::Forget,
+                ForgetObjective::Npo | ForgetObjective::Simnpo | ForgetObjective::HeldOutLevel => {
+                    Rows::Forget
+                }
                 ForgetObjective::Refusal => Rows::Refusal,
                 other => {
                     return Err(Error::Usage(format!(
@@ -170,6 +174,24 @@ impl TextBatch<'_> {
         let x = (((log_probs / lengths)? * beta)? + gamma)?;
         Ok((softplus(&x)?.mean_all()? * (2.0 / beta))?)
     }
+}
+
+impl TextBatch<'_> {
+    fn held_out_level(&self, log_probs: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        held_out_level(log_probs, lengths, self.task.held_out_nll)
+    }
+}
+
+/// The held-out level: mean over forget answers of max(0, τ − NLL per token), from their summed
+/// log-probabilities and answer lengths, so that each answer becomes as unlikely as an answer
+/// the model never saw, and no more (pushing further is what tells a membership attack which
+/// answers were forgotten).
+fn held_out_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Tensor> {
+    let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
+    let lengths = Tensor::from_vec(lengths, log_probs.dims(), log_probs.device())?;
+    let nll = (log_probs.neg()? / lengths)?;
+    let short = (nll.neg()? + tau as f64)?.relu()?;
+    Ok(short.mean_all()?)
 }
 
 /// softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
@@ -276,6 +298,15 @@ impl TextBatch<'_> {
                         &batch.counts[start..start + len],
                     )
                 }
+                (Term::Forget, Rows::Forget)
+                    if self.task.objective == ForgetObjective::HeldOutLevel =>
+                {
+                    let (_, start, len) = *span(Rows::Forget);
+                    self.held_out_level(
+                        &log_probs.narrow(0, start, len)?,
+                        &batch.counts[start..start + len],
+                    )
+                }
                 (Term::Forget, Rows::Forget) | (Term::ForgetNpo, _) => {
                     let (_, start, len) = *span(Rows::Forget);
                     self.npo(&log_probs.narrow(0, start, len)?)
@@ -283,5 +314,23 @@ impl TextBatch<'_> {
                 (_, g) => nll(*g),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn the_held_out_level_pushes_only_answers_likelier_than_unseen_ones() {
+        // Per-token NLLs 1 and 5 against τ = 3: the first is short by 2, the second is past it.
+        let lp = Var::from_tensor(&Tensor::new(&[-2.0f32, -10.0], &Device::Cpu).unwrap()).unwrap();
+        let loss = held_out_level(lp.as_tensor(), &[2, 2], 3.0).unwrap();
+        assert_eq!(loss.to_scalar::<f32>().unwrap(), 1.0);
+        let grads = loss.backward().unwrap();
+        let g: Vec<f32> = grads.get(lp.as_tensor()).unwrap().to_vec1().unwrap();
+        // Raising the first answer's NLL lowers the loss; the second gets no push at all.
+        assert_eq!(g, vec![0.25, 0.0]);
     }
 }
