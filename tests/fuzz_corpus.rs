@@ -46,6 +46,16 @@ fn the_seed_inputs_are_valid() {
     let gguf = std::fs::read(corpus.join("gguf_file/tiny.gguf")).unwrap();
     let g = lethe::gguf::Gguf::parse(Path::new("tiny.gguf"), gguf).unwrap();
     assert_eq!(g.tensors.len(), 2);
+    // One tensor of every newer block type (Q5_0, Q5_1, Q2_K to Q6_K), so that fuzzing starts
+    // inside their decoders.
+    let kquants = std::fs::read(corpus.join("gguf_file/kquants.gguf")).unwrap();
+    let g = lethe::gguf::Gguf::parse(Path::new("kquants.gguf"), kquants).unwrap();
+    assert_eq!(g.tensors.len(), 7);
+    for t in &g.tensors {
+        let values = g.dequantize(t);
+        assert_eq!(values.len() as u64, t.elements(), "{}", t.name);
+        assert!(values.iter().all(|v| v.is_finite()), "{}", t.name);
+    }
     let facts = std::fs::read(corpus.join("text_data/facts.jsonl")).unwrap();
     let parsed = lethe::text::data::parse_jsonl(Path::new("facts.jsonl"), &facts).unwrap();
     assert_eq!(parsed.len(), 3);

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The GGUF file (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors are dequantized to f32).
+    /// The GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q2_K to
+    /// Q6_K are dequantized to f32).
     pub gguf: PathBuf,
     /// The output directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
     pub out: PathBuf,

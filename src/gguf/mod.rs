@@ -1,10 +1,13 @@
 //! GGUF files (llama.cpp's format): the header, metadata and tensor table, and dequantization of
-//! the tensor types lethe reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1) to f32. Every count, length
-//! and offset is checked against the bytes present: GGUF files are untrusted input.
+//! the tensor types lethe reads to f32: F32, F16, BF16, the legacy Q4_0, Q4_1, Q5_0, Q5_1 and
+//! Q8_0, and the K-quants Q2_K to Q6_K ([`blocks`]). Every count, length and offset is checked
+//! against the bytes present: GGUF files are untrusted input.
 //!
 //! Layout (version 2 and 3, little-endian): magic "GGUF", u32 version, u64 tensor count, u64
 //! metadata count, the metadata key/value pairs, the tensor infos (name, dimensions, type,
 //! offset), padding to `general.alignment` (default 32), then the tensor data.
+
+mod blocks;
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -64,9 +67,19 @@ pub enum TensorType {
     F16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
     BF16,
 }
+
+/// The types lethe reads, for messages.
+const READS: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
 impl TensorType {
     fn from_id(id: u32) -> Option<TensorType> {
@@ -75,7 +88,14 @@ impl TensorType {
             1 => TensorType::F16,
             2 => TensorType::Q4_0,
             3 => TensorType::Q4_1,
+            6 => TensorType::Q5_0,
+            7 => TensorType::Q5_1,
             8 => TensorType::Q8_0,
+            10 => TensorType::Q2K,
+            11 => TensorType::Q3K,
+            12 => TensorType::Q4K,
+            13 => TensorType::Q5K,
+            14 => TensorType::Q6K,
             30 => TensorType::BF16,
             _ => return None,
         })
@@ -88,7 +108,14 @@ impl TensorType {
             TensorType::F16 | TensorType::BF16 => (1, 2),
             TensorType::Q4_0 => (32, 18),
             TensorType::Q4_1 => (32, 20),
+            TensorType::Q5_0 => (32, 22),
+            TensorType::Q5_1 => (32, 24),
             TensorType::Q8_0 => (32, 34),
+            TensorType::Q2K => (256, 84),
+            TensorType::Q3K => (256, 110),
+            TensorType::Q4K => (256, 144),
+            TensorType::Q5K => (256, 176),
+            TensorType::Q6K => (256, 210),
         }
     }
 }
@@ -277,7 +304,7 @@ impl Gguf {
         for (name, dims, type_id, offset) in raw_tensors {
             let kind = TensorType::from_id(type_id).ok_or_else(|| {
                 r.bad(format!(
-                    "tensor {name} has quantization type {} ({type_id}), which lethe cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    "tensor {name} has quantization type {} ({type_id}), which lethe cannot dequantize (it reads {READS})",
                     ggml_type_name(type_id)
                 ))
             })?;
@@ -328,52 +355,42 @@ impl Gguf {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
 /// Dequantizes whole blocks of `kind` (the caller guarantees whole blocks).
 pub fn dequantize(kind: TensorType, data: &[u8]) -> Vec<f32> {
-    match kind {
-        TensorType::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        TensorType::F16 => data.chunks_exact(2).map(|c| f16_at(c, 0)).collect(),
-        TensorType::BF16 => data
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        // d (f16), then 32 signed bytes: x = d·q.
-        TensorType::Q8_0 => data
-            .chunks_exact(34)
-            .flat_map(|b| {
-                let d = f16_at(b, 0);
-                b[2..34].iter().map(move |&q| d * (q as i8) as f32)
-            })
-            .collect(),
-        // d (f16), then 16 bytes of nibbles: element j is the low nibble of byte j, element
-        // j + 16 its high nibble; x = d·(q − 8).
-        TensorType::Q4_0 => data
-            .chunks_exact(18)
-            .flat_map(|b| {
-                let d = f16_at(b, 0);
-                let q = &b[2..18];
-                let low = q.iter().map(move |&x| d * ((x & 0x0F) as f32 - 8.0));
-                let high = q.iter().map(move |&x| d * ((x >> 4) as f32 - 8.0));
-                low.chain(high).collect::<Vec<_>>()
-            })
-            .collect(),
-        // d and m (f16), then nibbles as in Q4_0: x = d·q + m.
-        TensorType::Q4_1 => data
-            .chunks_exact(20)
-            .flat_map(|b| {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                let q = &b[4..20];
-                let low = q.iter().map(move |&x| d * (x & 0x0F) as f32 + m);
-                let high = q.iter().map(move |&x| d * (x >> 4) as f32 + m);
-                low.chain(high).collect::<Vec<_>>()
-            })
-            .collect(),
+    let decode: fn(&[u8], &mut Vec<f32>) = match kind {
+        TensorType::F32 => {
+            return data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }
+        TensorType::F16 => {
+            return data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect()
+        }
+        TensorType::BF16 => {
+            return data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect()
+        }
+        TensorType::Q4_0 => blocks::q4_0,
+        TensorType::Q4_1 => blocks::q4_1,
+        TensorType::Q5_0 => blocks::q5_0,
+        TensorType::Q5_1 => blocks::q5_1,
+        TensorType::Q8_0 => blocks::q8_0,
+        TensorType::Q2K => blocks::q2_k,
+        TensorType::Q3K => blocks::q3_k,
+        TensorType::Q4K => blocks::q4_k,
+        TensorType::Q5K => blocks::q5_k,
+        TensorType::Q6K => blocks::q6_k,
+    };
+    let (values, bytes) = kind.block();
+    let mut out = Vec::with_capacity(data.len() / bytes as usize * values as usize);
+    for block in data.chunks_exact(bytes as usize) {
+        decode(block, &mut out);
     }
+    out
 }
