@@ -451,6 +451,7 @@ impl JobFile {
                 alpha: t.lora_alpha.expect("resolved"),
                 targets: t.lora_targets.clone().expect("resolved"),
                 layers: t.lora_layers.map(|[a, b]| (a, b)),
+                rank_pattern: Default::default(),
             }),
         };
         let (device, precision, gates, output) = r.common()?;

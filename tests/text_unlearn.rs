@@ -610,3 +610,115 @@ fn bf16_holds_frozen_weights_in_bf16_and_the_outputs_keep_the_checkpoint() {
         }
     }
 }
+
+/// An adapter whose `rank_pattern` and `alpha_pattern` give some modules their own rank and α
+/// (as PEFT writes them) loads with each module scaled by its own α/r, and lethe writes it back
+/// so that PEFT reads the same products.
+#[test]
+fn rank_and_alpha_patterns_scale_each_module_as_peft_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let out = dir.path().join("out");
+    let o = unlearn_text(
+        arg(&t),
+        arg(&t.join("forget.jsonl")),
+        arg(&t.join("retain.jsonl")),
+        &[
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--lora-targets",
+            "q_proj,v_proj",
+            "--steps",
+            "3",
+            "--lr",
+            "1e-2",
+            "--out",
+            arg(&out),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // Layer 0's q_proj cut to rank 2 (rank_pattern), layer 1's v_proj given α = 24 (scale 6
+    // instead of 2); everything else keeps r = 4, α = 8.
+    let q0 = "model.layers.0.self_attn.q_proj";
+    let v1 = "model.layers.1.self_attn.v_proj";
+    let mut w = tensors(&out.join("adapter/adapter_model.safetensors"));
+    let key = |m: &str, ab: &str| format!("base_model.model.{m}.lora_{ab}.weight");
+    let a = w[&key(q0, "A")].narrow(0, 0, 2).unwrap();
+    let b = w[&key(q0, "B")].narrow(1, 0, 2).unwrap();
+    w.insert(key(q0, "A"), a);
+    w.insert(key(q0, "B"), b);
+    let patterned = dir.path().join("patterned");
+    std::fs::create_dir(&patterned).unwrap();
+    let mut config = json(&out.join("adapter/adapter_config.json"));
+    config["rank_pattern"] = serde_json::json!({ "layers.0.self_attn.q_proj": 2 });
+    config["alpha_pattern"] = serde_json::json!({ v1: 24 });
+    std::fs::write(patterned.join("adapter_config.json"), config.to_string()).unwrap();
+    candle_core::safetensors::save(&w, patterned.join("adapter_model.safetensors")).unwrap();
+
+    let ckpt = Checkpoint::open(&t).unwrap();
+    let model = TextModel::from_checkpoint(&ckpt).unwrap();
+    let mut params = model.load_params(&ckpt, &Device::Cpu, DType::F32).unwrap();
+    let base = params.clone();
+    let (cfg, set) = lora::load_adapter(&patterned, &mut params, &model).unwrap();
+    let merged = lora::merged_weights(&params, &model, &set, cfg.scale(), &|n| {
+        Ok(base.get(n)?.clone())
+    })
+    .unwrap();
+    // Each module: W + (α_m / r_m)·B·A, computed here from the file.
+    for (module, scale) in [
+        (q0, 8.0 / 2.0),
+        (v1, 24.0 / 4.0),
+        ("model.layers.0.self_attn.v_proj", 2.0),
+    ] {
+        let delta = (w[&key(module, "B")].matmul(&w[&key(module, "A")]).unwrap() * scale).unwrap();
+        let want = (base.get(&format!("{module}.weight")).unwrap() + delta).unwrap();
+        let got = &merged[&format!("{module}.weight")];
+        let d: f32 = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-6, "{module}: {d}");
+    }
+    assert_eq!(cfg.rank_pattern.get(q0), Some(&2));
+
+    // Written back: the rank pattern, and α for it such that PEFT's α_m/r_m is lethe's α/r.
+    let again = dir.path().join("again");
+    let o = unlearn_text(
+        arg(&t),
+        arg(&t.join("forget.jsonl")),
+        arg(&t.join("retain.jsonl")),
+        &[
+            "--adapter",
+            arg(&patterned),
+            "--steps",
+            "1",
+            "--out",
+            arg(&again),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let written = json(&again.join("adapter/adapter_config.json"));
+    assert_eq!(written["rank_pattern"][q0], 2, "{written}");
+    assert_eq!(written["alpha_pattern"][q0], 4.0, "{written}");
+
+    // A regular expression as a key is refused by name.
+    config["rank_pattern"] = serde_json::json!({ "layers\\.[0-9]+\\.q_proj": 2 });
+    std::fs::write(patterned.join("adapter_config.json"), config.to_string()).unwrap();
+    let e = lora::load_adapter(
+        &patterned,
+        &mut model.load_params(&ckpt, &Device::Cpu, DType::F32).unwrap(),
+        &model,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("regular expression"), "{e}");
+}

@@ -319,6 +319,7 @@ impl TrainableArgs {
                 .unwrap_or(defaults::text::LORA_ALPHA_PER_RANK * self.lora_rank as f64),
             targets: self.lora_targets.clone(),
             layers,
+            rank_pattern: Default::default(),
         }))
     }
 }

@@ -48,6 +48,7 @@ pub fn run(a: &BenchTextArgs, out: &Output) -> Result<ExitCode, Error> {
             alpha: a.lora_alpha,
             targets: a.lora_targets.clone(),
             layers: None,
+            rank_pattern: Default::default(),
         },
         steps: a.steps,
         warmup: a.warmup,

@@ -25,6 +25,10 @@ pub struct LoraConfig {
     pub targets: Vec<String>,
     /// Only layers in this range (inclusive) when set.
     pub layers: Option<(usize, usize)>,
+    /// Modules whose rank differs from `rank` (a loaded adapter's `rank_pattern`), by full
+    /// module name. Their α/r is kept equal to `alpha / rank` (see [`load_adapter`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rank_pattern: BTreeMap<String, usize>,
 }
 
 impl LoraConfig {
@@ -152,6 +156,8 @@ pub fn load_adapter(
         .get("lora_alpha")
         .and_then(Value::as_f64)
         .unwrap_or(rank as f64);
+    let rank_pattern = pattern(&c, "rank_pattern").map_err(&bad)?;
+    let alpha_pattern = pattern(&c, "alpha_pattern").map_err(&bad)?;
     if rank == 0 {
         return Err(bad(format!(
             "{ADAPTER_CONFIG}: r must be a positive integer"
@@ -165,6 +171,7 @@ pub fn load_adapter(
         .map_err(|e| bad(format!("{ADAPTER_WEIGHTS}: {e}")))?;
     let mut tensors = BTreeMap::new();
     let mut targets = Vec::new();
+    let mut module_ranks = BTreeMap::new();
     for (name, t) in loaded {
         let inner = name
             .strip_prefix(PEFT_PREFIX)
@@ -175,10 +182,16 @@ pub fn load_adapter(
             .ok_or_else(|| bad(format!("tensor {name} is not a lora_A or lora_B weight")))?;
         let (fan_in, fan_out) = in_out(params, model, module)
             .map_err(|_| bad(format!("{module} is not a linear layer of the base model")))?;
+        let r = match matching(&rank_pattern, module) {
+            Some(r) if r >= 1.0 && r.fract() == 0.0 => r as usize,
+            Some(r) => return Err(bad(format!("rank_pattern gives {module} the rank {r}"))),
+            None => rank,
+        };
+        let a = matching(&alpha_pattern, module).unwrap_or(alpha);
         let expected = if inner.ends_with(".lora_A.weight") {
-            vec![rank, fan_in]
+            vec![r, fan_in]
         } else {
-            vec![fan_out, rank]
+            vec![fan_out, r]
         };
         if t.dims() != expected.as_slice() {
             return Err(Error::ShapeMismatch {
@@ -192,7 +205,17 @@ pub fn load_adapter(
                 targets.push(kind.to_string());
             }
         }
-        tensors.insert(inner.to_string(), t.to_dtype(candle_core::DType::F32)?);
+        let mut t = t.to_dtype(candle_core::DType::F32)?;
+        // lethe scales every adapter by α/r: a module whose own α_m/r_m differs carries the
+        // ratio in B, which leaves its product (α_m/r_m)·B·A unchanged.
+        let ratio = (a / r as f64) / (alpha / rank as f64);
+        if inner.ends_with(".lora_B.weight") && ratio != 1.0 {
+            t = (t * ratio)?;
+        }
+        if r != rank {
+            module_ranks.insert(module.to_string(), r);
+        }
+        tensors.insert(inner.to_string(), t);
     }
     for name in tensors.keys() {
         let partner = if let Some(m) = name.strip_suffix(".lora_A.weight") {
@@ -212,8 +235,44 @@ pub fn load_adapter(
         alpha,
         targets,
         layers: None,
+        rank_pattern: module_ranks,
     };
     Ok((cfg, install(params, tensors)))
+}
+
+/// An adapter config's `rank_pattern` or `alpha_pattern`: module name (or name suffix) → value.
+/// PEFT reads the keys as regular expressions anchored at a module-name boundary; lethe takes
+/// the literal names PEFT itself writes and refuses other expressions.
+fn pattern(config: &Value, key: &str) -> std::result::Result<Vec<(String, f64)>, String> {
+    let Some(map) = config.get(key).filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let map = map
+        .as_object()
+        .ok_or_else(|| format!("{ADAPTER_CONFIG}: {key} is not an object"))?;
+    map.iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains(|c: char| "*+?()[]{}|^$\\".contains(c)) {
+                return Err(format!(
+                    "{ADAPTER_CONFIG}: {key} key {k:?} is a regular expression; lethe reads module names"
+                ));
+            }
+            let v = v
+                .as_f64()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| format!("{ADAPTER_CONFIG}: {key}[{k:?}] is not a positive number"))?;
+            Ok((k.clone(), v))
+        })
+        .collect()
+}
+
+/// The value a pattern gives `module`: the first key that is the module's name or a suffix of
+/// it at a `.` boundary (`q_proj`, `layers.0.self_attn.q_proj`).
+fn matching(pattern: &[(String, f64)], module: &str) -> Option<f64> {
+    pattern
+        .iter()
+        .find(|(k, _)| module == k || module.ends_with(&format!(".{k}")))
+        .map(|&(_, v)| v)
 }
 
 /// The base model an adapter names, as PEFT records it: a hub repository with its revision in
@@ -257,6 +316,14 @@ pub fn write_adapter(
         "layers_to_transform": layers,
         "bias": "none",
         "fan_in_fan_out": matches!(model.arch, crate::arch::text::TextArch::Gpt2(_)),
+        // Modules of another rank keep lethe's α/r: PEFT scales each by its pattern's α over
+        // its pattern's rank.
+        "rank_pattern": cfg.rank_pattern,
+        "alpha_pattern": cfg
+            .rank_pattern
+            .iter()
+            .map(|(m, &r)| (m.clone(), json!(cfg.alpha * r as f64 / cfg.rank as f64)))
+            .collect::<serde_json::Map<_, _>>(),
         "use_rslora": false,
         "init_lora_weights": true,
         "inference_mode": true,
