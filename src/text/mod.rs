@@ -1,6 +1,7 @@
 //! Text: tokenization, chat templates, JSONL question/answer data, generation and the language
 //! model metrics.
 
+pub mod chat_template;
 pub mod data;
 pub mod forgetting;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! Tokenization from a checkpoint's tokenizer.json (the `tokenizers` crate) and chat templates
-//! from tokenizer_config.json (Jinja, rendered with minijinja).
+//! found as transformers finds them (rendered by `chat_template`).
 
+use super::chat_template::{self, ChatContext};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -114,44 +115,14 @@ impl TextTokenizer {
             .chat_template
             .as_deref()
             .ok_or_else(|| Error::Usage("the model has no chat template".into()))?;
-        render_chat_template(
-            template,
-            messages,
+        let context = ChatContext {
+            bos_token: self.bos_token.clone(),
+            eos_token: self.eos_token.clone(),
             add_generation_prompt,
-            self.bos_token.as_deref(),
-            self.eos_token.as_deref(),
-        )
+            ..Default::default()
+        };
+        chat_template::render(template, messages, &context)
     }
-}
-
-/// Renders a Hugging Face chat template (Jinja) with the variables transformers provides.
-pub fn render_chat_template(
-    template: &str,
-    messages: &[ChatMessage],
-    add_generation_prompt: bool,
-    bos_token: Option<&str>,
-    eos_token: Option<&str>,
-) -> Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        },
-    );
-    let bad = |e: minijinja::Error| Error::Usage(format!("chat template: {e}"));
-    env.add_template("chat", template).map_err(bad)?;
-    let tmpl = env.get_template("chat").map_err(bad)?;
-    tmpl.render(minijinja::context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos_token.unwrap_or(""),
-        eos_token => eos_token.unwrap_or(""),
-    })
-    .map_err(bad)
 }
 
 /// The chat template as transformers finds it: `chat_template.jinja` beside the tokenizer (where
