@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import (AutoTokenizer, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel,
                           LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 OUT = "fixtures/text"
 VOCAB = 96
@@ -41,6 +41,11 @@ MODELS = {
     "bert": (BertModel, BertConfig(
         vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=48, max_position_embeddings=64)),
+    # Per-head query/key RMSNorms, head_dim 16 with 4 heads (64 ≠ hidden 32), untied head.
+    # Last, so that the models above keep the random weights they were made with.
+    "qwen3": (Qwen3ForCausalLM, Qwen3Config(
+        **COMMON, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        rope_theta=1000000.0, tie_word_embeddings=False)),
 }
 
 

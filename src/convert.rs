@@ -2,7 +2,7 @@
 //! dequantized f32 weights under Hugging Face names, llama.cpp's Q/K row permutation undone,
 //! and config.json, tokenizer.json and tokenizer_config.json built from the GGUF metadata.
 
-use crate::arch::family::{Role, LLAMA};
+use crate::arch::family::{Family, Role, LLAMA, QWEN3};
 use crate::checkpoint::{write_tensors, OutputDir};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value as GgufValue};
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// GGUF architectures lethe converts.
-pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
 
 #[derive(Debug, serde::Serialize)]
 pub struct ConvertReport {
@@ -97,7 +97,11 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
         .unwrap_or(heads as u64) as usize;
     let mut c = json!({
         "model_type": meta.arch,
-        "architectures": [if meta.arch == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "architectures": [match meta.arch.as_str() {
+            "qwen2" => "Qwen2ForCausalLM",
+            "qwen3" => "Qwen3ForCausalLM",
+            _ => "LlamaForCausalLM",
+        }],
         "hidden_size": hidden,
         "intermediate_size": meta.arch_u64("feed_forward_length")?,
         "num_hidden_layers": meta.arch_u64("block_count")?,
@@ -110,7 +114,12 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
         "tie_word_embeddings": tied,
         "torch_dtype": "float32",
     });
-    if let Ok(dim) = meta.arch_u64("rope.dimension_count") {
+    // llama.cpp writes the head dimension as the key length (Qwen3) or as the rotary
+    // dimension count, where it differs from hidden / heads.
+    if let Ok(dim) = meta
+        .arch_u64("attention.key_length")
+        .or_else(|_| meta.arch_u64("rope.dimension_count"))
+    {
         if dim as usize != hidden / heads {
             c["head_dim"] = json!(dim);
         }
@@ -239,13 +248,14 @@ pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<Con
         .unwrap_or(heads as u64) as usize;
     // llama.cpp permutes Q and K only for the llama architecture.
     let permuted = arch == "llama";
+    let family: &Family = if arch == "qwen3" { &QWEN3 } else { &LLAMA };
     let staging = OutputDir::create(out, &[gguf_path], overwrite)?;
     let mut tensors = Vec::with_capacity(gguf.tensors.len());
     let mut types: BTreeMap<String, usize> = BTreeMap::new();
     let mut parameters = 0u64;
     let mut vocab = None;
     for info in &gguf.tensors {
-        let (name, role) = LLAMA.from_gguf(&info.name).ok_or_else(|| {
+        let (name, role) = family.from_gguf(&info.name).ok_or_else(|| {
             meta.bad(format!(
                 "tensor {} has no Hugging Face counterpart in lethe's {arch} mapping",
                 info.name
@@ -271,7 +281,7 @@ pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<Con
     }
     let vocab =
         vocab.ok_or_else(|| meta.bad("no token embedding tensor (token_embd.weight)".into()))?;
-    let head = format!("{}.weight", LLAMA.global(Role::Head));
+    let head = format!("{}.weight", family.global(Role::Head));
     let tied = !tensors.iter().any(|(n, _)| *n == head);
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     write_tensors(&staging.path().join("model.safetensors"), &tensors)?;

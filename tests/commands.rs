@@ -50,6 +50,7 @@ fn export_and_verify_take_every_text_architecture() {
         "llama-tied",
         "mistral",
         "qwen2",
+        "qwen3",
         "gpt2",
         "bert",
         "tiny-chat",

@@ -143,6 +143,12 @@ fn qwen2_with_qkv_biases_matches_transformers() {
 }
 
 #[test]
+fn qwen3_with_per_head_query_and_key_norms_matches_transformers() {
+    candle_matches_transformers("qwen3");
+    onnx_matches_candle("qwen3", usize::MAX);
+}
+
+#[test]
 fn gpt2_matches_transformers() {
     candle_matches_transformers("gpt2");
     onnx_matches_candle("gpt2", usize::MAX);
@@ -185,7 +191,7 @@ fn real_minilm_matches_transformers() {
 /// path silently stops backpropagation.
 #[test]
 fn every_parameter_gets_a_gradient() {
-    for name in ["llama", "mistral", "qwen2", "gpt2", "bert"] {
+    for name in ["llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"] {
         let dir = fixture(name);
         let (model, params) = open(&dir);
         let mut vars = Vec::new();
@@ -217,7 +223,15 @@ fn every_parameter_gets_a_gradient() {
 /// is 2 % of it; a weight read in the wrong layout or a lost cast fails by far more.
 #[test]
 fn every_family_runs_with_matrices_held_in_bf16() {
-    for name in ["llama", "llama-tied", "mistral", "qwen2", "gpt2", "bert"] {
+    for name in [
+        "llama",
+        "llama-tied",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gpt2",
+        "bert",
+    ] {
         let dir = fixture(name);
         let ckpt = Checkpoint::open(&dir).unwrap();
         let model = TextModel::from_checkpoint(&ckpt).unwrap();

@@ -511,6 +511,105 @@ fn gguf_conversion_restores_the_hugging_face_weights_and_builds_a_tokenizer() {
     assert!(!out.exists());
 }
 
+/// A Qwen3 GGUF (llama.cpp's names, no Q/K permutation, the head dimension as the key length)
+/// converts back to the Hugging Face checkpoint it came from: every weight bit for bit, the
+/// per-head query/key norms included, and the converted model gives transformers' logits.
+#[test]
+fn qwen3_gguf_converts_back_to_its_hugging_face_checkpoint() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/qwen3");
+    let original = tensors(&source.join("model.safetensors"));
+    let gguf_name = |hf: &str| -> String {
+        let fixed = [
+            ("model.embed_tokens.weight", "token_embd.weight"),
+            ("model.norm.weight", "output_norm.weight"),
+            ("lm_head.weight", "output.weight"),
+        ];
+        if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+            return g.to_string();
+        }
+        let rest = hf.strip_prefix("model.layers.").unwrap();
+        let (layer, part) = rest.split_once('.').unwrap();
+        let module = match part.trim_end_matches(".weight") {
+            "input_layernorm" => "attn_norm",
+            "post_attention_layernorm" => "ffn_norm",
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "self_attn.q_norm" => "attn_q_norm",
+            "self_attn.k_norm" => "attn_k_norm",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            other => panic!("{other}"),
+        };
+        format!("blk.{layer}.{module}.weight")
+    };
+    let mut names: Vec<&String> = original.keys().collect();
+    names.sort();
+    let gguf_tensors: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let t = &original[name];
+            let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let dims: Vec<u64> = t.dims().iter().rev().map(|&d| d as u64).collect();
+            (gguf_name(name), dims, 0u32, bytes)
+        })
+        .collect();
+    let meta: Vec<(&str, (u32, Vec<u8>))> = vec![
+        ("general.architecture", strv("qwen3")),
+        ("qwen3.block_count", u32v(2)),
+        ("qwen3.context_length", u32v(64)),
+        ("qwen3.embedding_length", u32v(32)),
+        ("qwen3.feed_forward_length", u32v(48)),
+        ("qwen3.attention.head_count", u32v(4)),
+        ("qwen3.attention.head_count_kv", u32v(2)),
+        ("qwen3.attention.key_length", u32v(16)),
+        ("qwen3.attention.value_length", u32v(16)),
+        ("qwen3.rope.freq_base", f32v(1000000.0)),
+        ("qwen3.attention.layer_norm_rms_epsilon", f32v(1e-6)),
+    ];
+    let meta: Vec<(&str, u32, Vec<u8>)> = meta.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qwen3.gguf");
+    std::fs::write(&file, common::gguf(&meta, &gguf_tensors)).unwrap();
+    let out = dir.path().join("converted");
+    let o = common::lethe(&["convert", arg(&file), arg(&out), "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    let converted = tensors(&out.join("model.safetensors"));
+    assert_eq!(converted.len(), original.len());
+    for (name, t) in &original {
+        assert_eq!(bits(t), bits(&converted[name]), "{name}");
+    }
+    let config = json(&out.join("config.json"));
+    assert_eq!(config["model_type"], "qwen3");
+    assert_eq!(config["architectures"][0], "Qwen3ForCausalLM");
+    assert_eq!(config["head_dim"], 16);
+    assert_eq!(config["tie_word_embeddings"], false);
+
+    let ckpt = Checkpoint::open(&out).unwrap();
+    let model = TextModel::from_checkpoint(&ckpt).unwrap();
+    let params = model.load_params(&ckpt, &Device::Cpu, DType::F32).unwrap();
+    let expected = tensors(&source.join("expected.safetensors"));
+    let (ids, mask) = (&expected["input_ids"], &expected["attention_mask"]);
+    let y = model.run(&params, ids, mask, 1.0).unwrap();
+    // Compared on the tokens the mask keeps (padding rows are free to differ).
+    let keep = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+    let diff = ((y - &expected["output"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .broadcast_mul(&keep))
+    .unwrap()
+    .max_all()
+    .unwrap()
+    .to_scalar::<f32>()
+    .unwrap();
+    assert!(diff < 1e-4, "max |lethe − transformers| = {diff:e}");
+}
+
 #[test]
 fn forget_data_beside_the_model_is_never_copied_into_the_output() {
     let dir = tempfile::tempdir().unwrap();

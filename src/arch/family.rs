@@ -24,6 +24,9 @@ pub enum Role {
     QueryKeyValue,
     /// The attention's output projection.
     AttentionOutput,
+    /// RMSNorms of each query and key head, before the rotary positions (Qwen3).
+    QueryNorm,
+    KeyNorm,
     /// The norm after attention (BERT) or before the MLP (pre-norm decoders).
     MlpNorm,
     /// Linear layers of the MLP: a gated MLP's gate and up projections…
@@ -85,34 +88,66 @@ pub struct Family {
     pub tail_modules: &'static [Module],
 }
 
+// The modules of the Llama-style decoders, each named once and shared by their families.
+const EMBED_TOKENS: Module = module("model.embed_tokens", Some("token_embd"), Role::Embedding);
+const INPUT_NORM: Module = module("input_layernorm", Some("attn_norm"), Role::AttentionNorm);
+const Q_PROJ: Module = module("self_attn.q_proj", Some("attn_q"), Role::Query);
+const K_PROJ: Module = module("self_attn.k_proj", Some("attn_k"), Role::Key);
+const V_PROJ: Module = module("self_attn.v_proj", Some("attn_v"), Role::Value);
+const O_PROJ: Module = module(
+    "self_attn.o_proj",
+    Some("attn_output"),
+    Role::AttentionOutput,
+);
+const Q_NORM: Module = module("self_attn.q_norm", Some("attn_q_norm"), Role::QueryNorm);
+const K_NORM: Module = module("self_attn.k_norm", Some("attn_k_norm"), Role::KeyNorm);
+const POST_ATTENTION_NORM: Module =
+    module("post_attention_layernorm", Some("ffn_norm"), Role::MlpNorm);
+const GATE_PROJ: Module = module("mlp.gate_proj", Some("ffn_gate"), Role::Gate);
+const UP_PROJ: Module = module("mlp.up_proj", Some("ffn_up"), Role::Up);
+const DOWN_PROJ: Module = module("mlp.down_proj", Some("ffn_down"), Role::Down);
+const FINAL_NORM: Module = module("model.norm", Some("output_norm"), Role::FinalNorm);
+const LM_HEAD: Module = module("lm_head", Some("output"), Role::Head);
+
 /// Llama, Mistral and Qwen2: pre-norm decoders with a gated MLP.
 pub const LLAMA: Family = Family {
-    head_modules: &[module(
-        "model.embed_tokens",
-        Some("token_embd"),
-        Role::Embedding,
-    )],
+    head_modules: &[EMBED_TOKENS],
     layers: "model.layers",
     gguf_layers: Some("blk"),
     layer: &[
-        module("input_layernorm", Some("attn_norm"), Role::AttentionNorm),
-        module("self_attn.q_proj", Some("attn_q"), Role::Query),
-        module("self_attn.k_proj", Some("attn_k"), Role::Key),
-        module("self_attn.v_proj", Some("attn_v"), Role::Value),
-        module(
-            "self_attn.o_proj",
-            Some("attn_output"),
-            Role::AttentionOutput,
-        ),
-        module("post_attention_layernorm", Some("ffn_norm"), Role::MlpNorm),
-        module("mlp.gate_proj", Some("ffn_gate"), Role::Gate),
-        module("mlp.up_proj", Some("ffn_up"), Role::Up),
-        module("mlp.down_proj", Some("ffn_down"), Role::Down),
+        INPUT_NORM,
+        Q_PROJ,
+        K_PROJ,
+        V_PROJ,
+        O_PROJ,
+        POST_ATTENTION_NORM,
+        GATE_PROJ,
+        UP_PROJ,
+        DOWN_PROJ,
     ],
-    tail_modules: &[
-        module("model.norm", Some("output_norm"), Role::FinalNorm),
-        module("lm_head", Some("output"), Role::Head),
+    tail_modules: &[FINAL_NORM, LM_HEAD],
+};
+
+/// Qwen3: Llama's layout plus an RMSNorm of each query and key head before the rotary
+/// positions.
+pub const QWEN3: Family = Family {
+    head_modules: &[EMBED_TOKENS],
+    layers: "model.layers",
+    gguf_layers: Some("blk"),
+    layer: &[
+        INPUT_NORM,
+        Q_PROJ,
+        K_PROJ,
+        V_PROJ,
+        O_PROJ,
+        Q_NORM,
+        K_NORM,
+        POST_ATTENTION_NORM,
+        GATE_PROJ,
+        UP_PROJ,
+        DOWN_PROJ,
     ],
+    tail_modules: &[FINAL_NORM, LM_HEAD],
 };
 
 /// GPT-2 (names relative to its prefix, `transformer.` in most checkpoints).
@@ -174,6 +209,11 @@ impl Family {
             .find(|m| m.role == role)
             .map(|m| m.hf)
             .unwrap_or_else(|| panic!("the family has no {role:?} module"))
+    }
+
+    /// Whether the family's layers have a module of `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.layer.iter().any(|m| m.role == role)
     }
 
     /// The name of layer `i`'s module of `role`, e.g. `model.layers.3.self_attn.q_proj`.
@@ -266,6 +306,14 @@ mod tests {
             assert!(LLAMA.from_gguf(unknown).is_none(), "{unknown}");
         }
         assert!(GPT2.from_gguf("token_embd.weight").is_none());
+        assert_eq!(
+            QWEN3.from_gguf("blk.1.attn_k_norm.weight").unwrap(),
+            (
+                "model.layers.1.self_attn.k_norm.weight".to_string(),
+                Role::KeyNorm
+            )
+        );
+        assert!(LLAMA.from_gguf("blk.1.attn_k_norm.weight").is_none());
     }
 
     #[test]

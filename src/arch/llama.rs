@@ -1,8 +1,10 @@
-//! The Llama family: `llama`, `mistral` and `qwen2` (pre-norm decoder, RMSNorm, rotary
-//! positions, grouped-query attention, SwiGLU MLP). Parameter names are Hugging Face's.
-//! Mistral adds a sliding attention window; Qwen2 adds biases to the q/k/v projections.
+//! The Llama family: `llama`, `mistral`, `qwen2` and `qwen3` (pre-norm decoder, RMSNorm,
+//! rotary positions, grouped-query attention, SwiGLU MLP). Parameter names are Hugging Face's.
+//! Mistral adds a sliding attention window; Qwen2 adds biases to the q/k/v projections; Qwen3
+//! normalises each query and key head (RMSNorm over the head dimension) before the rotary
+//! positions.
 
-use super::family::{Role, LLAMA};
+use super::family::{Family, Role, LLAMA, QWEN3};
 use super::{bool_field, f64_field, usize_field};
 use crate::error::{Error, Result};
 use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
@@ -10,10 +12,12 @@ use crate::nn::ParamSpec;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
-pub const MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+pub const MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
 
 #[derive(Clone, Debug)]
 pub struct Llama {
+    /// The tensor names: Llama's, or Qwen3's with the per-head query/key norms.
+    pub family: &'static Family,
     pub hidden: usize,
     pub layers: usize,
     pub heads: HeadLayout,
@@ -56,14 +60,15 @@ impl Llama {
                 "head dimension {head_dim} must be even, positive and at most 65536 for rotary embeddings"
             )));
         }
-        let qwen = model_type == "qwen2";
+        let qwen2 = model_type == "qwen2";
+        let qwen3 = model_type == "qwen3";
         let attention_bias = bool_field(c, "attention_bias", false)?;
         let window = match model_type {
             "mistral" => optional_usize(c, "sliding_window")?,
-            "qwen2" if bool_field(c, "use_sliding_window", false)? => {
-                return Err(Error::Config(
-                    "qwen2 with use_sliding_window is not supported".into(),
-                ))
+            "qwen2" | "qwen3" if bool_field(c, "use_sliding_window", false)? => {
+                return Err(Error::Config(format!(
+                    "{model_type} with use_sliding_window is not supported"
+                )))
             }
             _ => None,
         };
@@ -71,6 +76,7 @@ impl Llama {
         let max_positions = usize_field(c, "max_position_embeddings", None)?;
         let inv_freq = rope_inv_freq(c, head_dim, theta)?;
         Ok(Llama {
+            family: if qwen3 { &QWEN3 } else { &LLAMA },
             hidden,
             layers: usize_field(c, "num_hidden_layers", None)?,
             heads: HeadLayout {
@@ -84,7 +90,7 @@ impl Llama {
             eps: f64_field(c, "rms_norm_eps", 1e-6)?,
             // Hugging Face's Llama, Mistral and Qwen2 configs default to untied heads.
             tied_embeddings: bool_field(c, "tie_word_embeddings", false)?,
-            qkv_bias: qwen || attention_bias,
+            qkv_bias: qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: bool_field(c, "mlp_bias", false)?,
             window,
@@ -100,6 +106,7 @@ impl Llama {
         match role {
             Role::Embedding | Role::Head => (vec![self.vocab, h], false),
             Role::AttentionNorm | Role::MlpNorm | Role::FinalNorm => (vec![h], false),
+            Role::QueryNorm | Role::KeyNorm => (vec![d], false),
             Role::Query => (vec![q_out, h], self.qkv_bias),
             Role::Key | Role::Value => (vec![kv_out, h], self.qkv_bias),
             Role::AttentionOutput => (vec![h, q_out], self.o_bias),
@@ -118,15 +125,15 @@ impl Llama {
                 specs.push(ParamSpec::weight(&format!("{module}.bias"), &shape[..1]));
             }
         };
-        for m in LLAMA.head_modules {
+        for m in self.family.head_modules {
             push(m.hf, m.role);
         }
         for i in 0..self.layers {
-            for m in LLAMA.layer {
-                push(&format!("{}.{i}.{}", LLAMA.layers, m.hf), m.role);
+            for m in self.family.layer {
+                push(&format!("{}.{i}.{}", self.family.layers, m.hf), m.role);
             }
         }
-        for m in LLAMA.tail_modules {
+        for m in self.family.tail_modules {
             if m.role != Role::Head || !self.tied_embeddings {
                 push(m.hf, m.role);
             }
@@ -136,7 +143,7 @@ impl Llama {
 
     /// The linear layers LoRA can attach to, by module name.
     pub fn linear_modules(&self) -> Vec<String> {
-        LLAMA.linear_modules(self.layers)
+        self.family.linear_modules(self.layers)
     }
 
     /// cos and sin tables [max_positions, head_dim] in the "rotate half" layout.
@@ -191,9 +198,9 @@ impl Llama {
     /// The output head: hidden states [.., hidden] → logits [.., vocab].
     pub fn head<O: Ops>(&self, ops: &mut O, hidden: &O::T) -> Result<O::T> {
         let module = if self.tied_embeddings {
-            LLAMA.global(Role::Embedding)
+            self.family.global(Role::Embedding)
         } else {
-            LLAMA.global(Role::Head)
+            self.family.global(Role::Head)
         };
         ops::project(ops, hidden, &format!("{module}.weight"))
     }
@@ -207,7 +214,7 @@ impl Llama {
         lora_scale: f64,
     ) -> Result<O::T> {
         let x = self.residual_after(ops, ids, mask, lora_scale, self.layers)?;
-        ops::rms_norm(ops, &x, LLAMA.global(Role::FinalNorm), self.eps)
+        ops::rms_norm(ops, &x, self.family.global(Role::FinalNorm), self.eps)
     }
 
     /// The residual stream [B, T, hidden] after the first `blocks` blocks.
@@ -232,18 +239,22 @@ impl Llama {
                 window: self.window,
             },
         )?;
-        let embed = ops.param(&format!("{}.weight", LLAMA.global(Role::Embedding)))?;
+        let embed = ops.param(&format!("{}.weight", self.family.global(Role::Embedding)))?;
         let mut x = ops.gather_rows(&embed, ids)?;
         let heads = self.heads;
         let lin = |ops: &mut O, x: &O::T, name: &str| {
             ops::linear(ops, x, name, WeightLayout::OutIn, lora_scale)
         };
         for i in 0..blocks.min(self.layers) {
-            let name = |role| LLAMA.layer_module(i, role);
+            let name = |role| self.family.layer_module(i, role);
             let h = ops::rms_norm(ops, &x, &name(Role::AttentionNorm), self.eps)?;
-            let q = lin(ops, &h, &name(Role::Query))?;
-            let k = lin(ops, &h, &name(Role::Key))?;
+            let mut q = lin(ops, &h, &name(Role::Query))?;
+            let mut k = lin(ops, &h, &name(Role::Key))?;
             let v = lin(ops, &h, &name(Role::Value))?;
+            if self.family.has(Role::QueryNorm) {
+                q = self.head_norm(ops, &q, heads.heads, &name(Role::QueryNorm))?;
+                k = self.head_norm(ops, &k, heads.kv_heads, &name(Role::KeyNorm))?;
+            }
             let a = ops.attend(&heads, i, &q, &k, &v, &bias, Some(&rotary))?;
             let a = lin(ops, &a, &name(Role::AttentionOutput))?;
             x = ops.add(&x, &a)?;
@@ -263,6 +274,14 @@ impl Llama {
             }
         }
         Ok(x)
+    }
+
+    /// RMSNorm of each of `count` heads of a projection [B, T, count·D] over its D features.
+    fn head_norm<O: Ops>(&self, ops: &mut O, x: &O::T, count: usize, norm: &str) -> Result<O::T> {
+        let d = self.heads.head_dim as i64;
+        let split = ops.reshape(x, &[0, 0, count as i64, d])?;
+        let normed = ops::rms_norm(ops, &split, norm, self.eps)?;
+        ops.reshape(&normed, &[0, 0, count as i64 * d])
     }
 }
 

@@ -13,7 +13,7 @@ use crate::onnx::graph::Dim;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-pub const TEXT_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "gpt2", "bert"];
+pub const TEXT_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"];
 
 /// ONNX input and output names of exported text models.
 pub const INPUT_IDS: &str = "input_ids";
