@@ -8,7 +8,8 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from transformers import (AutoTokenizer, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel,
+from transformers import (AutoTokenizer, BertConfig, BertModel, Gemma3ForCausalLM, Gemma3TextConfig,
+                          GPT2Config, GPT2LMHeadModel,
                           LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
@@ -46,6 +47,15 @@ MODELS = {
     "qwen3": (Qwen3ForCausalLM, Qwen3Config(
         **COMMON, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
         rope_theta=1000000.0, tie_word_embeddings=False)),
+    # Four (1 + w) norms per block, per-head q/k norms, GELU-tanh gating, √hidden embedding
+    # scale, query_pre_attn_scalar ≠ head_dim, sliding layers (window 4, shorter than the test
+    # sequence) with their own rotary base beside a global layer with linear rope scaling.
+    "gemma3": (Gemma3ForCausalLM, Gemma3TextConfig(
+        **{**COMMON, "num_hidden_layers": 3}, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, query_pre_attn_scalar=24, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_theta=1000000.0, rope_local_base_freq=10000.0,
+        rope_scaling=dict(rope_type="linear", factor=8.0), tie_word_embeddings=True)),
 }
 
 
@@ -68,7 +78,7 @@ def main():
             for pname, p in model.named_parameters():
                 if "norm" in pname.lower() or "ln_" in pname or pname.endswith("bias"):
                     p.add_(torch.randn_like(p) * 0.1)
-        attn = "sdpa" if name != "mistral" else "eager"
+        attn = "sdpa" if name not in ("mistral", "gemma3") else "eager"
         model.config._attn_implementation = attn
         out_dir = os.path.join(OUT, name)
         model.save_pretrained(out_dir, safe_serialization=True)

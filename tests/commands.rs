@@ -51,6 +51,7 @@ fn export_and_verify_take_every_text_architecture() {
         "mistral",
         "qwen2",
         "qwen3",
+        "gemma3",
         "gpt2",
         "bert",
         "tiny-chat",

@@ -149,6 +149,12 @@ fn qwen3_with_per_head_query_and_key_norms_matches_transformers() {
 }
 
 #[test]
+fn gemma3_with_sliding_and_global_layers_matches_transformers() {
+    candle_matches_transformers("gemma3");
+    onnx_matches_candle("gemma3", usize::MAX);
+}
+
+#[test]
 fn gpt2_matches_transformers() {
     candle_matches_transformers("gpt2");
     onnx_matches_candle("gpt2", usize::MAX);
@@ -191,7 +197,9 @@ fn real_minilm_matches_transformers() {
 /// path silently stops backpropagation.
 #[test]
 fn every_parameter_gets_a_gradient() {
-    for name in ["llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"] {
+    for name in [
+        "llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "bert",
+    ] {
         let dir = fixture(name);
         let (model, params) = open(&dir);
         let mut vars = Vec::new();

@@ -27,6 +27,8 @@ pub enum Role {
     /// RMSNorms of each query and key head, before the rotary positions (Qwen3).
     QueryNorm,
     KeyNorm,
+    /// The norm of the attention's output, before the residual add (Gemma 3).
+    PostAttentionNorm,
     /// The norm after attention (BERT) or before the MLP (pre-norm decoders).
     MlpNorm,
     /// Linear layers of the MLP: a gated MLP's gate and up projections…
@@ -37,6 +39,8 @@ pub enum Role {
     Down,
     /// The norm after the MLP (BERT).
     OutputNorm,
+    /// The norm of the MLP's output, before the residual add (Gemma 3).
+    PostMlpNorm,
     /// The norm after the last layer.
     FinalNorm,
     /// The output head [vocab, hidden] (absent when tied to the embeddings).
@@ -143,6 +147,44 @@ pub const QWEN3: Family = Family {
         Q_NORM,
         K_NORM,
         POST_ATTENTION_NORM,
+        GATE_PROJ,
+        UP_PROJ,
+        DOWN_PROJ,
+    ],
+    tail_modules: &[FINAL_NORM, LM_HEAD],
+};
+
+// Gemma 3 normalises the attention's and the MLP's outputs too; llama.cpp calls the norm before
+// the MLP `ffn_norm`, as for Llama.
+const GEMMA_POST_ATTENTION_NORM: Module = module(
+    "post_attention_layernorm",
+    Some("post_attention_norm"),
+    Role::PostAttentionNorm,
+);
+const GEMMA_PRE_MLP_NORM: Module =
+    module("pre_feedforward_layernorm", Some("ffn_norm"), Role::MlpNorm);
+const GEMMA_POST_MLP_NORM: Module = module(
+    "post_feedforward_layernorm",
+    Some("post_ffw_norm"),
+    Role::PostMlpNorm,
+);
+
+/// Gemma 3's text decoder: Qwen3's attention with four norms per block.
+pub const GEMMA3: Family = Family {
+    head_modules: &[EMBED_TOKENS],
+    layers: "model.layers",
+    gguf_layers: Some("blk"),
+    layer: &[
+        INPUT_NORM,
+        Q_PROJ,
+        K_PROJ,
+        V_PROJ,
+        O_PROJ,
+        Q_NORM,
+        K_NORM,
+        GEMMA_POST_ATTENTION_NORM,
+        GEMMA_PRE_MLP_NORM,
+        GEMMA_POST_MLP_NORM,
         GATE_PROJ,
         UP_PROJ,
         DOWN_PROJ,

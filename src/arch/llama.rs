@@ -5,11 +5,12 @@
 //! positions.
 
 use super::family::{Family, Role, LLAMA, QWEN3};
+use super::rotary::{self, RotaryTables};
 use super::{bool_field, f64_field, usize_field};
 use crate::error::{Error, Result};
 use crate::nn::ops::{self, AttentionPattern, HeadLayout, Ops, WeightLayout};
 use crate::nn::ParamSpec;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde_json::Value;
 
 pub const MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
@@ -32,13 +33,7 @@ pub struct Llama {
     pub o_bias: bool,
     pub mlp_bias: bool,
     pub window: Option<usize>,
-    /// Inverse frequencies of the rotary embedding, after any rope scaling.
-    pub inv_freq: Vec<f64>,
-    /// cos and sin tables, built once: every forward pass (each decoded token included) reads
-    /// them. Loading the parameters builds them on the parameters' device
-    /// ([`Llama::build_rotary_tables`]); a model used without loading (an ONNX export of given
-    /// weights) builds them on the host at first use.
-    rotary: std::sync::OnceLock<(Tensor, Tensor)>,
+    pub rotary: RotaryTables,
 }
 
 impl Llama {
@@ -55,11 +50,7 @@ impl Llama {
             Some(Value::Null) | None => hidden / heads,
             Some(_) => usize_field(c, "head_dim", None)?,
         };
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1 << 16 {
-            return Err(Error::Config(format!(
-                "head dimension {head_dim} must be even, positive and at most 65536 for rotary embeddings"
-            )));
-        }
+        rotary::check_head_dim(head_dim)?;
         let qwen2 = model_type == "qwen2";
         let qwen3 = model_type == "qwen3";
         let attention_bias = bool_field(c, "attention_bias", false)?;
@@ -74,7 +65,7 @@ impl Llama {
         };
         let theta = f64_field(c, "rope_theta", 10000.0)?;
         let max_positions = usize_field(c, "max_position_embeddings", None)?;
-        let inv_freq = rope_inv_freq(c, head_dim, theta)?;
+        let inv_freq = rotary::inv_freq(c, head_dim, theta)?;
         Ok(Llama {
             family: if qwen3 { &QWEN3 } else { &LLAMA },
             hidden,
@@ -94,8 +85,7 @@ impl Llama {
             o_bias: attention_bias,
             mlp_bias: bool_field(c, "mlp_bias", false)?,
             window,
-            inv_freq,
-            rotary: std::sync::OnceLock::new(),
+            rotary: RotaryTables::new(inv_freq, head_dim, max_positions),
         })
     }
 
@@ -146,41 +136,9 @@ impl Llama {
         self.family.linear_modules(self.layers)
     }
 
-    /// cos and sin tables [max_positions, head_dim] in the "rotate half" layout.
-    fn rotary_tables(&self) -> Result<(Tensor, Tensor)> {
-        if let Some(t) = self.rotary.get() {
-            return Ok(t.clone());
-        }
-        let tables = self.compute_rotary_tables(&Device::Cpu)?;
-        Ok(self.rotary.get_or_init(|| tables).clone())
-    }
-
     /// Builds the rotary tables on `device`, where the forward passes will read them.
     pub fn build_rotary_tables(&self, device: &Device) -> Result<()> {
-        if self.rotary.get().is_none() {
-            let tables = self.compute_rotary_tables(device)?;
-            let _ = self.rotary.set(tables);
-        }
-        Ok(())
-    }
-
-    fn compute_rotary_tables(&self, device: &Device) -> Result<(Tensor, Tensor)> {
-        let d = self.heads.head_dim;
-        let n = self.max_positions;
-        let mut cos = Vec::with_capacity(n * d);
-        let mut sin = Vec::with_capacity(n * d);
-        for pos in 0..n {
-            for i in 0..d {
-                // f32 product, as Hugging Face computes the angles.
-                let angle = (pos as f32 * self.inv_freq[i % (d / 2)] as f32) as f64;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        Ok((
-            Tensor::from_vec(cos, (n, d), device)?,
-            Tensor::from_vec(sin, (n, d), device)?,
-        ))
+        self.rotary.build_on(device)
     }
 
     /// Logits [B, T, vocab] for token ids and a padding mask, both [B, T].
@@ -226,13 +184,7 @@ impl Llama {
         lora_scale: f64,
         blocks: usize,
     ) -> Result<O::T> {
-        let (cos_table, sin_table) = self.rotary_tables()?;
-        let cos = ops.constant("rotary.cos", &cos_table)?;
-        let sin = ops.constant("rotary.sin", &sin_table)?;
-        let rotary = ops::Rotary {
-            cos: ops.leading_rows(&cos, ids)?,
-            sin: ops.leading_rows(&sin, ids)?,
-        };
+        let rotary = self.rotary.of_input(ops, "rotary", ids)?;
         let bias = ops.attention_bias(
             mask,
             AttentionPattern::Causal {
@@ -289,52 +241,5 @@ fn optional_usize(c: &Value, key: &str) -> Result<Option<usize>> {
     match c.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => usize_field(c, key, None).map(Some),
-    }
-}
-
-/// Inverse rotary frequencies θ^(−2i/D), with `rope_scaling` applied: none, `linear`
-/// (frequencies divided by the factor) or `llama3` (low frequencies divided by the factor, high
-/// ones kept, a smooth blend between).
-fn rope_inv_freq(c: &Value, head_dim: usize, theta: f64) -> Result<Vec<f64>> {
-    let base: Vec<f64> = (0..head_dim / 2)
-        // Hugging Face computes the exponent in f32.
-        .map(|i| 1.0 / theta.powf(((2 * i) as f32 / head_dim as f32) as f64))
-        .collect();
-    let scaling = match c.get("rope_scaling") {
-        None | Some(Value::Null) => return Ok(base),
-        Some(s) => s,
-    };
-    let kind = scaling
-        .get("rope_type")
-        .or_else(|| scaling.get("type"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Config("rope_scaling needs a rope_type".into()))?;
-    let factor = f64_field(scaling, "factor", 1.0)?;
-    match kind {
-        "default" => Ok(base),
-        "linear" => Ok(base.iter().map(|f| f / factor).collect()),
-        "llama3" => {
-            let low = f64_field(scaling, "low_freq_factor", 1.0)?;
-            let high = f64_field(scaling, "high_freq_factor", 4.0)?;
-            let old_len = f64_field(scaling, "original_max_position_embeddings", 8192.0)?;
-            let (low_wavelen, high_wavelen) = (old_len / low, old_len / high);
-            Ok(base
-                .iter()
-                .map(|&f| {
-                    let wavelen = 2.0 * std::f64::consts::PI / f;
-                    if wavelen < high_wavelen {
-                        f
-                    } else if wavelen > low_wavelen {
-                        f / factor
-                    } else {
-                        let smooth = (old_len / wavelen - low) / (high - low);
-                        (1.0 - smooth) * f / factor + smooth * f
-                    }
-                })
-                .collect())
-        }
-        other => Err(Error::Config(format!(
-            "rope_scaling type {other:?} is not supported (supported: default, linear, llama3)"
-        ))),
     }
 }

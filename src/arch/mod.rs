@@ -5,9 +5,11 @@
 pub mod bert;
 mod cnn;
 pub mod family;
+pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
 mod mlp;
+pub mod rotary;
 pub mod text;
 
 pub use cnn::CnnConfig;

@@ -2,7 +2,7 @@
 //! a checkpoint's tensor names. Each is one forward function over [`Ops`], so the same code runs
 //! training (candle) and writes the ONNX graph.
 
-use super::{bert::Bert, gpt2::Gpt2, llama::Llama};
+use super::{bert::Bert, gemma3::Gemma3, gpt2::Gpt2, llama::Llama};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::nn::eager::{Eager, KvCache};
@@ -13,7 +13,15 @@ use crate::onnx::graph::Dim;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-pub const TEXT_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gpt2", "bert"];
+pub const TEXT_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma3_text",
+    "gpt2",
+    "bert",
+];
 
 /// ONNX input and output names of exported text models.
 pub const INPUT_IDS: &str = "input_ids";
@@ -24,6 +32,7 @@ pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
 #[derive(Clone, Debug)]
 pub enum TextArch {
     Llama(Llama),
+    Gemma3(Gemma3),
     Gpt2(Gpt2),
     Bert(Bert),
 }
@@ -50,6 +59,7 @@ impl TextModel {
             t if super::llama::MODEL_TYPES.contains(&t) => {
                 TextArch::Llama(Llama::from_config(t, config)?)
             }
+            super::gemma3::MODEL_TYPE => TextArch::Gemma3(Gemma3::from_config(config)?),
             super::gpt2::MODEL_TYPE => TextArch::Gpt2(Gpt2::from_config(config, has)?),
             super::bert::MODEL_TYPE => TextArch::Bert(Bert::from_config(config, has)?),
             other => {
@@ -76,6 +86,16 @@ impl TextModel {
                     m.hidden,
                     m.intermediate,
                     m.vocab,
+                    m.heads.heads.saturating_mul(m.heads.head_dim),
+                ],
+            ),
+            TextArch::Gemma3(m) => (
+                m.layers,
+                vec![
+                    m.hidden,
+                    m.intermediate,
+                    m.vocab,
+                    m.window,
                     m.heads.heads.saturating_mul(m.heads.head_dim),
                 ],
             ),
@@ -115,6 +135,7 @@ impl TextModel {
     pub fn vocab_size(&self) -> usize {
         match &self.arch {
             TextArch::Llama(m) => m.vocab,
+            TextArch::Gemma3(m) => m.vocab,
             TextArch::Gpt2(m) => m.vocab,
             TextArch::Bert(m) => m.vocab,
         }
@@ -124,6 +145,7 @@ impl TextModel {
     pub fn max_positions(&self) -> usize {
         match &self.arch {
             TextArch::Llama(m) => m.max_positions,
+            TextArch::Gemma3(m) => m.max_positions,
             TextArch::Gpt2(m) => m.max_positions,
             TextArch::Bert(m) => m.max_positions,
         }
@@ -132,6 +154,7 @@ impl TextModel {
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         match &self.arch {
             TextArch::Llama(m) => m.param_specs(),
+            TextArch::Gemma3(m) => m.param_specs(),
             TextArch::Gpt2(m) => m.param_specs(),
             TextArch::Bert(m) => m.param_specs(),
         }
@@ -141,6 +164,7 @@ impl TextModel {
     pub fn linear_modules(&self) -> Vec<String> {
         match &self.arch {
             TextArch::Llama(m) => m.linear_modules(),
+            TextArch::Gemma3(m) => m.linear_modules(),
             TextArch::Gpt2(m) => m.linear_modules(),
             TextArch::Bert(m) => m.linear_modules(),
         }
@@ -157,6 +181,7 @@ impl TextModel {
     ) -> Result<O::T> {
         match &self.arch {
             TextArch::Llama(m) => m.forward(ops, ids, mask, lora_scale),
+            TextArch::Gemma3(m) => m.forward(ops, ids, mask, lora_scale),
             TextArch::Gpt2(m) => m.forward(ops, ids, mask, lora_scale),
             TextArch::Bert(m) => m.forward(ops, ids, mask, lora_scale),
         }
@@ -192,6 +217,7 @@ impl TextModel {
         let mut eager = Eager::new(params);
         let hidden = match &self.arch {
             TextArch::Llama(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
+            TextArch::Gemma3(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
             TextArch::Gpt2(m) => m.hidden_states(&mut eager, ids, mask, lora_scale)?,
             TextArch::Bert(_) => {
                 return Err(Error::Usage(format!(
@@ -204,6 +230,7 @@ impl TextModel {
         let picked = hidden.reshape(((), width))?.index_select(rows, 0)?;
         match &self.arch {
             TextArch::Llama(m) => m.head(&mut eager, &picked),
+            TextArch::Gemma3(m) => m.head(&mut eager, &picked),
             TextArch::Gpt2(m) => m.head(&mut eager, &picked),
             TextArch::Bert(_) => unreachable!("refused above"),
         }
@@ -231,6 +258,9 @@ impl TextModel {
         let mut eager = Eager::new(params);
         let x = match &self.arch {
             TextArch::Llama(m) => m.residual_after(&mut eager, ids, mask, lora_scale, layer + 1)?,
+            TextArch::Gemma3(m) => {
+                m.residual_after(&mut eager, ids, mask, lora_scale, layer + 1)?
+            }
             TextArch::Gpt2(m) => m.residual_after(&mut eager, ids, mask, lora_scale, layer + 1)?,
             TextArch::Bert(_) => {
                 return Err(Error::Usage(format!(
@@ -247,6 +277,7 @@ impl TextModel {
     pub fn layers(&self) -> usize {
         match &self.arch {
             TextArch::Llama(m) => m.layers,
+            TextArch::Gemma3(m) => m.layers,
             TextArch::Gpt2(m) => m.layers,
             TextArch::Bert(m) => m.layers,
         }
@@ -365,6 +396,7 @@ impl TextModel {
     pub fn hidden_size(&self) -> usize {
         match &self.arch {
             TextArch::Llama(m) => m.hidden,
+            TextArch::Gemma3(m) => m.hidden,
             TextArch::Gpt2(m) => m.hidden,
             TextArch::Bert(m) => m.hidden,
         }
@@ -380,8 +412,10 @@ impl TextModel {
         matrices: DType,
     ) -> Result<Params> {
         let params = super::load_params_in(&self.param_specs(), ckpt, device, matrices)?;
-        if let TextArch::Llama(m) = &self.arch {
-            m.build_rotary_tables(device)?;
+        match &self.arch {
+            TextArch::Llama(m) => m.build_rotary_tables(device)?,
+            TextArch::Gemma3(m) => m.build_rotary_tables(device)?,
+            TextArch::Gpt2(_) | TextArch::Bert(_) => {}
         }
         Ok(params)
     }
