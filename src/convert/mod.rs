@@ -2,14 +2,19 @@
 //! dequantized f32 weights under Hugging Face names, llama.cpp's Q/K row permutation undone,
 //! and config.json, tokenizer.json and tokenizer_config.json built from the GGUF metadata.
 
+mod meta;
+mod tokenizer;
+
 use crate::arch::family::{Family, Role, LLAMA, QWEN3};
 use crate::checkpoint::{write_tensors, OutputDir};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value as GgufValue};
 use candle_core::{Device, Tensor};
-use serde_json::{json, Map, Value};
+use meta::Meta;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tokenizer::{tokenizer_config, tokenizer_json};
 
 /// GGUF architectures lethe converts.
 pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
@@ -25,47 +30,6 @@ pub struct ConvertReport {
     pub tied_embeddings: bool,
     pub tokenizer: bool,
     pub chat_template: bool,
-}
-
-struct Meta<'a> {
-    gguf: &'a Gguf,
-    arch: String,
-}
-
-impl Meta<'_> {
-    fn get(&self, key: &str) -> Option<&GgufValue> {
-        self.gguf.metadata.get(key)
-    }
-
-    fn arch_u64(&self, key: &str) -> Result<u64> {
-        let full = format!("{}.{key}", self.arch);
-        self.get(&full)
-            .and_then(GgufValue::as_u64)
-            .ok_or_else(|| self.bad(format!("missing integer metadata {full}")))
-    }
-
-    fn arch_f64(&self, key: &str) -> Option<f64> {
-        match self.get(&format!("{}.{key}", self.arch))? {
-            // The shortest decimal of the f32 (1e-5, not 9.99999974e-6).
-            GgufValue::F32(v) => v.to_string().parse().ok(),
-            GgufValue::F64(v) => Some(*v),
-            other => other.as_u64().map(|v| v as f64),
-        }
-    }
-
-    fn bad(&self, reason: String) -> Error {
-        Error::Checkpoint {
-            path: self.gguf.path.clone(),
-            reason,
-        }
-    }
-
-    fn strings(&self, key: &str) -> Option<Vec<&str>> {
-        match self.get(key)? {
-            GgufValue::Array(items) => items.iter().map(GgufValue::as_str).collect(),
-            _ => None,
-        }
-    }
 }
 
 /// Undoes llama.cpp's reordering of the rows of a Q or K projection (weight [heads·D, in] or
@@ -134,93 +98,6 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
         }
     }
     Ok(c)
-}
-
-/// tokenizer.json for a GPT-2-style byte-level BPE vocabulary (`tokenizer.ggml.model` =
-/// "gpt2"), with the pre-tokenizer that `tokenizer.ggml.pre` names.
-fn tokenizer_json(meta: &Meta) -> Result<Option<Value>> {
-    let model = match meta.get("tokenizer.ggml.model").and_then(GgufValue::as_str) {
-        Some(m) => m,
-        None => return Ok(None),
-    };
-    if model != "gpt2" {
-        return Err(meta.bad(format!(
-            "tokenizer.ggml.model {model:?} is not supported (lethe builds tokenizer.json for \"gpt2\" byte-level BPE)"
-        )));
-    }
-    let tokens = meta
-        .strings("tokenizer.ggml.tokens")
-        .ok_or_else(|| meta.bad("tokenizer.ggml.tokens is missing or not strings".into()))?;
-    let merges = meta.strings("tokenizer.ggml.merges").unwrap_or_default();
-    let types: Vec<u64> = match meta.get("tokenizer.ggml.token_type") {
-        Some(GgufValue::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
-        _ => vec![1; tokens.len()],
-    };
-    let vocab: Map<String, Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), json!(i)))
-        .collect();
-    // GGUF token types: 3 = control, 4 = user defined.
-    let added: Vec<Value> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(types.get(*i), Some(3) | Some(4)))
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": types.get(i) == Some(&3)})
-        })
-        .collect();
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre = match meta.get("tokenizer.ggml.pre").and_then(GgufValue::as_str) {
-        // SmolLM's tokenizer splits digits one by one before the byte-level split.
-        Some("smollm") | Some("starcoder") => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level]}),
-        Some("gpt2") | Some("default") | None => byte_level.clone(),
-        Some(other) => {
-            return Err(meta.bad(format!(
-                "tokenizer.ggml.pre {other:?} is not supported (gpt2, smollm, starcoder)"
-            )))
-        }
-    };
-    Ok(Some(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre,
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": merges},
-    })))
-}
-
-fn tokenizer_config(meta: &Meta) -> Value {
-    let token = |key: &str| -> Value {
-        let tokens = meta.strings("tokenizer.ggml.tokens");
-        meta.get(key)
-            .and_then(GgufValue::as_u64)
-            .and_then(|id| tokens.as_ref()?.get(id as usize).map(|t| json!(t)))
-            .unwrap_or(Value::Null)
-    };
-    let mut c = json!({
-        "bos_token": token("tokenizer.ggml.bos_token_id"),
-        "eos_token": token("tokenizer.ggml.eos_token_id"),
-        "pad_token": token("tokenizer.ggml.padding_token_id"),
-        "unk_token": token("tokenizer.ggml.unknown_token_id"),
-        "add_bos_token": meta.get("tokenizer.ggml.add_bos_token") == Some(&GgufValue::Bool(true)),
-        "tokenizer_class": "PreTrainedTokenizerFast",
-    });
-    if let Some(t) = meta
-        .get("tokenizer.chat_template")
-        .and_then(GgufValue::as_str)
-    {
-        c["chat_template"] = json!(t);
-    }
-    c
 }
 
 /// Converts `gguf_path` into a Hugging Face-layout directory `out`, written whole or not at all.
