@@ -63,6 +63,22 @@ impl Role {
                 | Role::Down
         )
     }
+
+    /// Norm weights (RMSNorm or LayerNorm scales).
+    pub fn is_norm(self) -> bool {
+        matches!(
+            self,
+            Role::EmbeddingNorm
+                | Role::AttentionNorm
+                | Role::QueryNorm
+                | Role::KeyNorm
+                | Role::PostAttentionNorm
+                | Role::MlpNorm
+                | Role::OutputNorm
+                | Role::PostMlpNorm
+                | Role::FinalNorm
+        )
+    }
 }
 
 /// A module: its Hugging Face name (relative to the model, or to its layer), its GGUF name

@@ -5,7 +5,7 @@
 mod meta;
 mod tokenizer;
 
-use crate::arch::family::{Family, Role, LLAMA, QWEN3};
+use crate::arch::family::{Family, Role, GEMMA3, LLAMA, QWEN3};
 use crate::checkpoint::{write_tensors, OutputDir};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value as GgufValue};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use tokenizer::{tokenizer_config, tokenizer_json};
 
 /// GGUF architectures lethe converts.
-pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 #[derive(Debug, serde::Serialize)]
 pub struct ConvertReport {
@@ -59,13 +59,15 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
     let kv_heads = meta
         .arch_u64("attention.head_count_kv")
         .unwrap_or(heads as u64) as usize;
+    let (model_type, class) = match meta.arch.as_str() {
+        "qwen2" => ("qwen2", "Qwen2ForCausalLM"),
+        "qwen3" => ("qwen3", "Qwen3ForCausalLM"),
+        "gemma3" => ("gemma3_text", "Gemma3ForCausalLM"),
+        _ => ("llama", "LlamaForCausalLM"),
+    };
     let mut c = json!({
-        "model_type": meta.arch,
-        "architectures": [match meta.arch.as_str() {
-            "qwen2" => "Qwen2ForCausalLM",
-            "qwen3" => "Qwen3ForCausalLM",
-            _ => "LlamaForCausalLM",
-        }],
+        "model_type": model_type,
+        "architectures": [class],
         "hidden_size": hidden,
         "intermediate_size": meta.arch_u64("feed_forward_length")?,
         "num_hidden_layers": meta.arch_u64("block_count")?,
@@ -88,6 +90,9 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
             c["head_dim"] = json!(dim);
         }
     }
+    if meta.arch == "gemma3" {
+        gemma3_config(meta, &mut c)?;
+    }
     for (key, field) in [
         ("tokenizer.ggml.bos_token_id", "bos_token_id"),
         ("tokenizer.ggml.eos_token_id", "eos_token_id"),
@@ -98,6 +103,47 @@ fn config_json(meta: &Meta, tied: bool, vocab: usize) -> Result<Value> {
         }
     }
     Ok(c)
+}
+
+/// Gemma 3's fields beyond Llama's, as llama.cpp reads them from its GGUF: the head dimension is
+/// the key length; every sixth layer attends globally (the pattern llama.cpp assumes when the
+/// file names none), the others within `attention.sliding_window` with the local rotary base
+/// (10,000 unless `rope.local_freq_base` says otherwise); queries are scaled by
+/// 1/√head_dim, except in the 62-layer (27 B) model where llama.cpp scales by
+/// 1/√(hidden / heads).
+fn gemma3_config(meta: &Meta, c: &mut Value) -> Result<()> {
+    let layers = meta.arch_u64("block_count")? as usize;
+    let head_dim = meta.arch_u64("attention.key_length")?;
+    let pattern = meta
+        .arch_u64("attention.sliding_window_pattern")
+        .unwrap_or(6)
+        .max(1) as usize;
+    let layer_types: Vec<&str> = (0..layers)
+        .map(|i| {
+            if (i + 1) % pattern == 0 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        })
+        .collect();
+    let query_scalar = if layers == 62 {
+        meta.arch_u64("embedding_length")? / meta.arch_u64("attention.head_count")?
+    } else {
+        head_dim
+    };
+    c["head_dim"] = json!(head_dim);
+    c["layer_types"] = json!(layer_types);
+    c["sliding_window"] = json!(meta.arch_u64("attention.sliding_window")?);
+    c["rope_local_base_freq"] = json!(meta.arch_f64("rope.local_freq_base").unwrap_or(10000.0));
+    c["query_pre_attn_scalar"] = json!(query_scalar);
+    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+    if let Some(factor) = meta.arch_f64("rope.scaling.factor") {
+        if factor != 1.0 {
+            c["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
+        }
+    }
+    Ok(())
 }
 
 /// Converts `gguf_path` into a Hugging Face-layout directory `out`, written whole or not at all.
@@ -125,7 +171,13 @@ pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<Con
         .unwrap_or(heads as u64) as usize;
     // llama.cpp permutes Q and K only for the llama architecture.
     let permuted = arch == "llama";
-    let family: &Family = if arch == "qwen3" { &QWEN3 } else { &LLAMA };
+    let family: &Family = match arch.as_str() {
+        "qwen3" => &QWEN3,
+        "gemma3" => &GEMMA3,
+        _ => &LLAMA,
+    };
+    // llama.cpp stores Gemma's norm weights as the scale they apply, 1 + w.
+    let norm_shift = arch == "gemma3";
     let staging = OutputDir::create(out, &[gguf_path], overwrite)?;
     let mut tensors = Vec::with_capacity(gguf.tensors.len());
     let mut types: BTreeMap<String, usize> = BTreeMap::new();
@@ -154,6 +206,9 @@ pub fn convert_gguf(gguf_path: &Path, out: &Path, overwrite: bool) -> Result<Con
         }
         *types.entry(format!("{:?}", info.kind)).or_default() += 1;
         parameters += info.elements();
+        if norm_shift && role.is_norm() {
+            values.iter_mut().for_each(|v| *v -= 1.0);
+        }
         tensors.push((name, Tensor::from_vec(values, shape, &Device::Cpu)?));
     }
     let vocab =

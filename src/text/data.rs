@@ -162,7 +162,9 @@ pub fn prompt_ids(tok: &TextTokenizer, question: &str, format: PromptFormat) -> 
             )?;
             tok.encode(&prompt)
         }
-        PromptFormat::Plain => tok.encode(&format!("Question: {question}\nAnswer:")),
+        // Plain text is encoded as transformers' tokenizer(text) encodes it: with the
+        // tokenizer's own special tokens (Gemma's and Llama's <bos>); templates carry theirs.
+        PromptFormat::Plain => tok.encode_with_special(&format!("Question: {question}\nAnswer:")),
     }
 }
 
@@ -183,8 +185,9 @@ pub fn encode_with_answer(
             (prompt, tok.encode(&answer)?)
         }
         None => {
-            // A document: predict every token after the first.
-            let ids = tok.encode(answer)?;
+            // A document: predict every token after the first (after <bos> where the
+            // tokenizer opens texts with one).
+            let ids = tok.encode_with_special(answer)?;
             let (first, rest) = ids
                 .split_first()
                 .ok_or_else(|| Error::Usage(format!("{answer:?} has no tokens")))?;

@@ -89,7 +89,7 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Token ids with the tokenizer's own special tokens (BERT's [CLS] … [SEP]).
+    /// Token ids with the tokenizer's own special tokens (BERT's [CLS] … [SEP], Gemma's <bos>).
     pub fn encode_with_special(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner

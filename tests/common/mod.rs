@@ -198,6 +198,21 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
     None
 }
 
+/// The real Gemma-3-270M GGUF (scripts/fetch-gemma3.sh; CI always fetches it), or None with a
+/// note when it is not here outside CI.
+pub fn gemma3_gguf() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/gemma-3-270m-q4_k_m.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must fetch the model (scripts/fetch-gemma3.sh)"
+    );
+    eprintln!("skipped: run scripts/fetch-gemma3.sh");
+    None
+}
+
 /// `lethe ARGS` run from `dir`.
 pub fn lethe_in(dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
