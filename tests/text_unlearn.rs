@@ -492,19 +492,20 @@ fn gguf_conversion_restores_the_hugging_face_weights_and_builds_a_tokenizer() {
     assert!(tok.has_chat_template());
 
     // An unsupported quantization type is named, and nothing is written.
-    let q4k = vec![(
+    // (IQ4_XS, type 23: 136-byte blocks of 256 values.)
+    let iq4_xs = vec![(
         "token_embd.weight".to_string(),
         vec![256u64, 96],
-        12u32,
-        vec![0u8; 96 * 144],
+        23u32,
+        vec![0u8; 96 * 136],
     )];
-    let bad = dir.path().join("q4k.gguf");
-    std::fs::write(&bad, common::gguf(&meta, &q4k)).unwrap();
+    let bad = dir.path().join("iq4_xs.gguf");
+    std::fs::write(&bad, common::gguf(&meta, &iq4_xs)).unwrap();
     let out = dir.path().join("not-written");
     let o = common::lethe(&["convert", arg(&bad), arg(&out)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        common::stderr(&o).contains("Q4_K"),
+        common::stderr(&o).contains("IQ4_XS (23)"),
         "{}",
         common::stderr(&o)
     );
