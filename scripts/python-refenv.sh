@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The Python reference environment, .lethe/refenv: PyTorch, transformers, peft and gguf at pinned
+# versions from PyPI (a few GB: PyPI's PyTorch wheel brings CUDA libraries). The fixture scripts
+# and the tests that compare lethe with Python's peft use it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+env=.lethe/refenv
+if [ ! -x "$env/bin/python" ]; then
+  python3 -m venv "$env"
+fi
+"$env/bin/pip" install -q torch==2.9.1 transformers==4.57.1 safetensors==0.6.2 numpy==2.4.6 \
+  peft==0.22.0 accelerate==1.16.0 gguf==0.19.0
