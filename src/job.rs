@@ -119,6 +119,8 @@ pub struct MethodSection {
     pub rmu_alpha: Option<f64>,
     pub refusal: Option<String>,
     pub prompt_format: Option<crate::text::PromptFormat>,
+    /// Keyword arguments for the chat template (`{ enable_thinking = false }`).
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -486,6 +488,7 @@ impl JobFile {
                 },
                 refusal: m.refusal.clone().expect("resolved"),
                 prompt_format: m.prompt_format,
+                chat_template_kwargs: m.chat_template_kwargs.clone().unwrap_or_default(),
                 max_new_tokens: defaults::text::MAX_NEW_TOKENS,
                 perplexity_tokens: defaults::text::PERPLEXITY_TOKENS,
                 retain_questions: r.data.retain_questions,

@@ -159,6 +159,27 @@ fn usage_errors_exit_2_and_say_so_in_json_with_json() {
             arg(&out),
         ],
         &["export", "--dtype", "bf16", "--out", arg(&out)],
+        // The chat template's keyword arguments are a JSON object.
+        &[
+            "eval-text",
+            "m",
+            "--forget-set",
+            "f",
+            "--retain-set",
+            "r",
+            "--chat-template-kwargs",
+            "[false]",
+        ],
+        &[
+            "train-text",
+            "m",
+            "--data",
+            "d",
+            "--out",
+            arg(&out),
+            "--chat-template-kwargs",
+            "{enable_thinking: false}",
+        ],
     ];
     for args in cases {
         let o = common::lethe(args);

@@ -611,6 +611,54 @@ fn qwen3_gguf_converts_back_to_its_hugging_face_checkpoint() {
     assert!(diff < 1e-4, "max |lethe − transformers| = {diff:e}");
 }
 
+/// `--chat-template-kwargs` reaches the chat template (here a prompt that the template cuts short
+/// unless `short` is false) and the report records it.
+#[test]
+fn chat_template_kwargs_reach_the_template_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(tiny().join(f), model.join(f)).unwrap();
+    }
+    std::fs::write(
+        model.join("chat_template.jinja"),
+        "{% for m in messages %}<|{{ m.role }}|> {% if short is defined and not short %}{{ m.content }} {% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}",
+    )
+    .unwrap();
+    let mut forget_answers = Vec::new();
+    for kwargs in [None, Some(r#"{"short": false}"#)] {
+        let out = dir.path().join(format!("out-{}", kwargs.is_some()));
+        let mut extra = vec!["--steps", "1", "--no-verify", "--json", "--out", arg(&out)];
+        if let Some(k) = kwargs {
+            extra.extend(["--chat-template-kwargs", k]);
+        }
+        let o = unlearn_text(
+            arg(&model),
+            arg(&tiny().join("forget.jsonl")),
+            arg(&tiny().join("retain.jsonl")),
+            &extra,
+        );
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        match kwargs {
+            None => assert!(r["data"].get("chat_template_kwargs").is_none(), "{r}"),
+            Some(_) => assert_eq!(
+                r["data"]["chat_template_kwargs"],
+                serde_json::json!({"short": false})
+            ),
+        }
+        forget_answers.push(r["metrics"]["before"]["forget"]["probability"].clone());
+    }
+    // With the question in the prompt, the untouched model scores the answers differently.
+    assert_ne!(forget_answers[0], forget_answers[1], "{forget_answers:?}");
+}
+
 #[test]
 fn forget_data_beside_the_model_is_never_copied_into_the_output() {
     let dir = tempfile::tempdir().unwrap();

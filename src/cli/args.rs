@@ -360,6 +360,32 @@ pub struct TextSetArgs {
     /// Prompt layout [default: the chat template when the model has one, else plain].
     #[arg(long, value_enum)]
     pub prompt_format: Option<PromptFormat>,
+    #[command(flatten)]
+    pub chat: ChatTemplateArgs,
+}
+
+/// Variables for the chat template.
+#[derive(Args, Clone, Default)]
+pub struct ChatTemplateArgs {
+    /// Keyword arguments for the chat template, as a JSON object (what transformers'
+    /// apply_chat_template passes on), e.g. '{"enable_thinking": false}' for Qwen3's answers
+    /// without a reasoning block.
+    #[arg(long, value_name = "JSON", value_parser = json_object)]
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ChatTemplateArgs {
+    pub fn vars(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.chat_template_kwargs.clone().unwrap_or_default()
+    }
+}
+
+fn json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(s) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err("expected a JSON object, e.g. '{\"enable_thinking\": false}'".into()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
 }
 
 impl TextSetArgs {

@@ -31,6 +31,7 @@ pub fn run(a: &EvalTextArgs, out: &Output) -> Result<ExitCode, Error> {
             retain_questions: a.sets.retain_questions.map(|n| n as usize),
             precision: out.precision(None, &device, true)?,
             progress: out.progress(),
+            chat_template_kwargs: a.sets.chat.vars(),
         },
         &device,
     )?;

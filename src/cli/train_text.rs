@@ -1,7 +1,7 @@
 //! `lethe train-text`: fine-tune a causal language model on JSONL question/answer data (e.g. to
 //! teach it facts, then to make it forget some of them).
 
-use super::args::TrainableArgs;
+use super::args::{ChatTemplateArgs, TrainableArgs};
 use super::Output;
 use clap::Args;
 use lethe::defaults::{self, text, train_text as d};
@@ -31,6 +31,8 @@ pub struct TrainTextArgs {
     pub seed: u64,
     #[arg(long, value_enum)]
     pub prompt_format: Option<PromptFormat>,
+    #[command(flatten)]
+    pub chat: ChatTemplateArgs,
     /// Output directory: merged model.safetensors, adapter/ (PEFT), model.onnx, report.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -66,6 +68,7 @@ pub fn run(a: &TrainTextArgs, out: &Output) -> Result<ExitCode, Error> {
         trainable: a.trainable.resolve()?,
         config,
         prompt_format: a.prompt_format,
+        chat_template_kwargs: a.chat.vars(),
         out: a.out.clone(),
         overwrite: a.overwrite,
         precision: out.precision(None, &device, true)?,

@@ -180,6 +180,7 @@ pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
             },
             refusal: a.method.refusal.clone(),
             prompt_format: a.sets.prompt_format,
+            chat_template_kwargs: a.sets.chat.vars(),
             max_new_tokens: a.sets.max_new_tokens,
             perplexity_tokens: a.sets.perplexity_tokens,
             retain_questions: a.sets.retain_questions.map(|n| n as usize),

@@ -263,6 +263,7 @@ impl Workload for ClassifierRun {
             retain: None,
             eval_text: None,
             prompt_format: None,
+            chat_template_kwargs: None,
         };
         let config = RunConfig {
             unlearn: job.config.clone(),

@@ -15,7 +15,7 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 /// How a language model's sets are measured.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MeasureSettings {
     /// Longest greedy answer generated for ROUGE-L.
     pub max_new_tokens: usize,
@@ -26,6 +26,8 @@ pub struct MeasureSettings {
     /// What the models' frozen weights are held in.
     pub precision: Precision,
     pub progress: bool,
+    /// Keyword arguments for the chat template of every model measured.
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A question/answer set read from its JSONL file, and its encodings.
@@ -282,7 +284,10 @@ pub fn measure_reference(
     settings: &MeasureSettings,
     device: &Device,
 ) -> Result<(TextMetrics, Evidence)> {
-    let reference = LanguageModel::open(source, device, settings.precision, settings.progress)?;
+    let mut reference = LanguageModel::open(source, device, settings.precision, settings.progress)?;
+    reference
+        .tokenizer
+        .set_chat_template_vars(settings.chat_template_kwargs.clone());
     let m = measure(
         &reference,
         reference.params(),
@@ -305,7 +310,9 @@ pub fn eval_text(
     settings: &MeasureSettings,
     device: &Device,
 ) -> Result<Evaluation> {
-    let lm = LanguageModel::open(model, device, settings.precision, settings.progress)?;
+    let mut lm = LanguageModel::open(model, device, settings.precision, settings.progress)?;
+    lm.tokenizer
+        .set_chat_template_vars(settings.chat_template_kwargs.clone());
     let format = lm.prompt_format(prompt_format);
     let sets = TextSets::read(&lm, files, format)?;
     let reference = reference

@@ -48,6 +48,8 @@ pub struct TextSpec {
     pub rmu: Rmu,
     pub refusal: String,
     pub prompt_format: Option<PromptFormat>,
+    /// Keyword arguments for the chat template.
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
     pub max_new_tokens: usize,
     pub perplexity_tokens: usize,
     /// Retain questions measured (None: all).
@@ -112,6 +114,7 @@ impl TextRun {
             retain_questions: job.spec.retain_questions,
             precision: job.precision,
             progress: job.progress,
+            chat_template_kwargs: job.spec.chat_template_kwargs.clone(),
         }
     }
 
@@ -175,7 +178,9 @@ impl Workload for TextRun {
                 job.config.objective.name()
             )));
         }
-        let lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
+        let mut lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
+        lm.tokenizer
+            .set_chat_template_vars(job.spec.chat_template_kwargs.clone());
         let format = lm.prompt_format(job.spec.prompt_format);
         let sets = TextSets::read(&lm, &job.spec.sets, format)?;
         let refusals = sets
@@ -385,6 +390,8 @@ impl Workload for TextRun {
             retain: Some(files.retain.display().to_string()),
             eval_text: files.eval_text.as_ref().map(|p| p.display().to_string()),
             prompt_format: Some(self.format),
+            chat_template_kwargs: Some(job.spec.chat_template_kwargs.clone())
+                .filter(|kwargs| !kwargs.is_empty()),
         };
         let config = RunConfig {
             unlearn: job.config.clone(),

@@ -191,6 +191,8 @@ pub struct TextTrainJob {
     pub trainable: TextTrainable,
     pub config: UnlearnConfig,
     pub prompt_format: Option<PromptFormat>,
+    /// Keyword arguments for the chat template.
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
     pub out: PathBuf,
     pub overwrite: bool,
     pub device: Device,
@@ -216,6 +218,8 @@ pub struct TextTrainReport {
 /// teach it facts; writes the merged checkpoint (and the PEFT adapter with LoRA).
 pub fn train_text(job: &TextTrainJob) -> Result<TextTrainReport> {
     let mut lm = LanguageModel::open(&job.model, &job.device, job.precision, job.progress)?;
+    lm.tokenizer
+        .set_chat_template_vars(job.chat_template_kwargs.clone());
     let examples = crate::text::data::read_jsonl(&job.data)?;
     let format = lm.prompt_format(job.prompt_format);
     let encoded = lm.encode_all(&job.data, &examples, format)?;

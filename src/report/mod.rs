@@ -78,6 +78,9 @@ pub struct DataInfo {
     pub eval_text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_format: Option<crate::text::PromptFormat>,
+    /// The chat template's keyword arguments, when any were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Every setting of the run: the method's, and the text objectives' where they apply.

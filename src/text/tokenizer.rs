@@ -11,6 +11,8 @@ pub struct TextTokenizer {
     chat_template: Option<String>,
     bos_token: Option<String>,
     eos_token: Option<String>,
+    /// Keyword arguments for the chat template (`--chat-template-kwargs`).
+    chat_template_vars: serde_json::Map<String, Value>,
     pub eos_id: Option<u32>,
     pub pad_id: u32,
 }
@@ -69,11 +71,18 @@ impl TextTokenizer {
         Ok(TextTokenizer {
             chat_template,
             bos_token: token_string(&config, "bos_token"),
+            chat_template_vars: serde_json::Map::new(),
             eos_token,
             eos_id,
             pad_id,
             inner,
         })
+    }
+
+    /// Variables every rendering of the chat template sees, as keyword arguments of
+    /// transformers' `apply_chat_template` (Qwen3's `enable_thinking`, …).
+    pub fn set_chat_template_vars(&mut self, vars: serde_json::Map<String, Value>) {
+        self.chat_template_vars = vars;
     }
 
     pub fn has_chat_template(&self) -> bool {
@@ -119,7 +128,7 @@ impl TextTokenizer {
             bos_token: self.bos_token.clone(),
             eos_token: self.eos_token.clone(),
             add_generation_prompt,
-            ..Default::default()
+            extra: self.chat_template_vars.clone(),
         };
         chat_template::render(template, messages, &context)
     }
@@ -152,6 +161,32 @@ pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_template_variables_reach_every_rendering() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat");
+        std::fs::copy(
+            fixture.join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(CHAT_TEMPLATE_FILE),
+            "{{ messages[0].content }}{% if enable_thinking is defined and not enable_thinking %} /no_think{% endif %}",
+        )
+        .unwrap();
+        let mut tok = TextTokenizer::open(dir.path(), &Value::Null).unwrap();
+        let question = [ChatMessage {
+            role: "user".into(),
+            content: "Q".into(),
+        }];
+        assert_eq!(tok.render_chat(&question, true).unwrap(), "Q");
+        let mut vars = serde_json::Map::new();
+        vars.insert("enable_thinking".into(), Value::Bool(false));
+        tok.set_chat_template_vars(vars);
+        assert_eq!(tok.render_chat(&question, true).unwrap(), "Q /no_think");
+    }
 
     #[test]
     fn the_template_file_wins_over_the_config_and_named_templates_give_default() {
