@@ -512,6 +512,84 @@ fn gguf_conversion_restores_the_hugging_face_weights_and_builds_a_tokenizer() {
     assert!(!out.exists());
 }
 
+/// A SentencePiece vocabulary (`tokenizer.ggml.model` "llama") becomes a tokenizer.json that
+/// merges pieces by score, prefixes a space when `add_space_prefix` says so, falls back to UTF-8
+/// bytes, opens texts with <s> and decodes back to the text.
+#[test]
+fn sentencepiece_gguf_vocabularies_become_a_working_tokenizer() {
+    let pieces: [(&str, f32, i32); 12] = [
+        ("<unk>", 0.0, 2),
+        ("<s>", 0.0, 3),
+        ("</s>", 0.0, 3),
+        ("▁", -5.0, 1),
+        ("a", -6.0, 1),
+        ("b", -7.0, 1),
+        ("▁a", -2.0, 1),
+        ("▁b", -3.0, 1),
+        ("ab", -4.0, 1),
+        ("▁ab", -1.0, 1),
+        ("<0xC3>", 0.0, 6),
+        ("<0xA9>", 0.0, 6),
+    ];
+    let tokens: Vec<String> = pieces.iter().map(|p| p.0.to_string()).collect();
+    let mut scores = 6u32.to_le_bytes().to_vec();
+    scores.extend((pieces.len() as u64).to_le_bytes());
+    let mut types = 5u32.to_le_bytes().to_vec();
+    types.extend((pieces.len() as u64).to_le_bytes());
+    for (_, score, kind) in pieces {
+        scores.extend(score.to_le_bytes());
+        types.extend(kind.to_le_bytes());
+    }
+    let yes = (7u32, vec![1u8]);
+    let meta: Vec<(&str, (u32, Vec<u8>))> = vec![
+        ("general.architecture", strv("llama")),
+        ("llama.block_count", u32v(0)),
+        ("llama.context_length", u32v(16)),
+        ("llama.embedding_length", u32v(4)),
+        ("llama.feed_forward_length", u32v(8)),
+        ("llama.attention.head_count", u32v(1)),
+        ("tokenizer.ggml.model", strv("llama")),
+        ("tokenizer.ggml.tokens", str_array(&tokens)),
+        ("tokenizer.ggml.scores", (9, scores)),
+        ("tokenizer.ggml.token_type", (9, types)),
+        ("tokenizer.ggml.unknown_token_id", u32v(0)),
+        ("tokenizer.ggml.bos_token_id", u32v(1)),
+        ("tokenizer.ggml.eos_token_id", u32v(2)),
+        ("tokenizer.ggml.add_bos_token", yes.clone()),
+        ("tokenizer.ggml.add_space_prefix", yes),
+    ];
+    let meta: Vec<(&str, u32, Vec<u8>)> = meta.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
+    let embedding: Vec<u8> = (0..pieces.len() * 4)
+        .flat_map(|i| (i as f32).to_le_bytes())
+        .collect();
+    let norm: Vec<u8> = [1f32; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let gguf_tensors = vec![
+        (
+            "token_embd.weight".to_string(),
+            vec![4u64, pieces.len() as u64],
+            0u32,
+            embedding,
+        ),
+        ("output_norm.weight".to_string(), vec![4u64], 0u32, norm),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spm.gguf");
+    std::fs::write(&file, common::gguf(&meta, &gguf_tensors)).unwrap();
+    let out = dir.path().join("converted");
+    let o = common::lethe(&["convert", arg(&file), arg(&out), "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let tok = lethe::text::TextTokenizer::open(&out, &json(&out.join("config.json"))).unwrap();
+    // "▁ab▁b▁é": ▁a (score −2) joins first, then ▁ab (−1), then ▁b (−3); é falls back to bytes.
+    let ids = tok.encode_with_special("ab b é").unwrap();
+    assert_eq!(ids, [1, 9, 7, 3, 10, 11]);
+    assert_eq!(tok.decode(&ids).unwrap(), "ab b é");
+    assert_eq!(
+        tok.encode("ab").unwrap(),
+        [9],
+        "no <s> without special tokens"
+    );
+}
+
 /// A Qwen3 GGUF (llama.cpp's names, no Q/K permutation, the head dimension as the key length)
 /// converts back to the Hugging Face checkpoint it came from: every weight bit for bit, the
 /// per-head query/key norms included, and the converted model gives transformers' logits.
