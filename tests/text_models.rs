@@ -166,6 +166,36 @@ fn bert_hidden_states_match_transformers() {
     onnx_matches_candle("bert", usize::MAX);
 }
 
+/// Exported decoders continue a sequence through their key/value cache (optimum's
+/// `past_key_values.N.*` → `present.N.*`, `position_ids`) in ONNX Runtime as candle does: the same
+/// greedy tokens, one step for the prompt and one per token after it, past Mistral's and
+/// Gemma 3's sliding windows.
+#[test]
+fn onnx_runtime_generates_through_the_cache_as_candle_does() {
+    let prompt = [5u32, 17, 33, 2, 60];
+    for name in [
+        "llama",
+        "llama-tied",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma3",
+        "gpt2",
+    ] {
+        let (model, params) = open(&fixture(name));
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("model.onnx");
+        let onnx = model.to_onnx(&params, &[]).unwrap();
+        lethe::export::write_text_onnx(onnx, &path, usize::MAX).unwrap();
+        let mut session = OnnxModel::load(&path, &common::onnxruntime()).unwrap();
+        assert!(session.has_cache(), "{name}");
+        let candle = model.generate_greedy(&params, &prompt, 16, None).unwrap();
+        let ort = session.generate_greedy(&prompt, 16, None).unwrap();
+        assert_eq!(candle.len(), 16, "{name}");
+        assert_eq!(ort, candle, "{name}");
+    }
+}
+
 #[test]
 fn weights_in_an_external_data_file_load_in_onnx_runtime() {
     onnx_matches_candle("qwen2", 0);

@@ -70,9 +70,11 @@ impl RotaryTables {
         let (cos_table, sin_table) = self.tables()?;
         let cos = ops.constant(&format!("{name}.cos"), &cos_table)?;
         let sin = ops.constant(&format!("{name}.sin"), &sin_table)?;
+        let cos = ops.leading_rows(&cos, ids)?;
+        let sin = ops.leading_rows(&sin, ids)?;
         Ok(Rotary {
-            cos: ops.leading_rows(&cos, ids)?,
-            sin: ops.leading_rows(&sin, ids)?,
+            cos: ops.for_heads(&cos)?,
+            sin: ops.for_heads(&sin)?,
         })
     }
 }

@@ -6,7 +6,7 @@ use super::{bert::Bert, gemma3::Gemma3, gpt2::Gpt2, llama::Llama};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::nn::eager::{Eager, KvCache};
-use crate::nn::onnx::OnnxOps;
+use crate::nn::onnx::{OnnxOps, POSITION_IDS};
 use crate::nn::ops::Ops;
 use crate::nn::{ParamSpec, Params};
 use crate::onnx::graph::Dim;
@@ -348,17 +348,72 @@ impl TextModel {
         Ok(out)
     }
 
-    /// The ONNX model: int64 `input_ids` and `attention_mask` [batch, sequence] →
-    /// `logits` [batch, sequence, vocab] (or `last_hidden_state` for encoders).
+    /// Key/value heads and head dimension of a decoder's attention (None for encoders).
+    pub fn kv_layout(&self) -> Option<(usize, usize)> {
+        match &self.arch {
+            TextArch::Llama(m) => Some((m.heads.kv_heads, m.heads.head_dim)),
+            TextArch::Gemma3(m) => Some((m.heads.kv_heads, m.heads.head_dim)),
+            TextArch::Gpt2(m) => Some((m.heads, m.hidden / m.heads)),
+            TextArch::Bert(_) => None,
+        }
+    }
+
+    /// The ONNX model. A decoder's is laid out as optimum's decoders with past are: int64
+    /// `input_ids` and `position_ids` [batch_size, sequence_length], `attention_mask`
+    /// [batch_size, past_sequence_length + sequence_length] and per layer
+    /// `past_key_values.N.key`/`.value` → `logits` [batch_size, sequence_length, vocab] and
+    /// `present.N.key`/`.value`; an encoder's takes `input_ids` and `attention_mask` and gives
+    /// `last_hidden_state`.
     pub fn to_onnx(&self, params: &Params, metadata: &[(&str, String)]) -> Result<OnnxModel> {
-        let mut ops = OnnxOps::new(params);
-        let dims = [Dim::Named("batch"), Dim::Named("sequence")];
-        ops.graph
-            .input_int64(INPUT_IDS, &dims, "token ids, int64 [batch, sequence]");
-        ops.graph.input_int64(
-            ATTENTION_MASK,
-            &dims,
-            "1 for tokens, 0 for padding, int64 [batch, sequence]",
+        let tokens = [Dim::Named("batch_size"), Dim::Named("sequence_length")];
+        let (mut ops, output, width, doc) = match self.kv_layout() {
+            Some((kv_heads, head_dim)) => {
+                let mut ops = OnnxOps::decoder(params, INPUT_IDS, POSITION_IDS, kv_heads, head_dim);
+                ops.graph.input_int64(
+                    INPUT_IDS,
+                    &tokens,
+                    "token ids, int64 [batch_size, sequence_length]",
+                );
+                ops.graph.input_int64(
+                    ATTENTION_MASK,
+                    &[
+                        Dim::Named("batch_size"),
+                        Dim::Named("past_sequence_length + sequence_length"),
+                    ],
+                    "1 for tokens, 0 for padding, over the cached tokens and the new ones, int64",
+                );
+                ops.graph.input_int64(
+                    POSITION_IDS,
+                    &tokens,
+                    "each token's position in its sequence, int64 [batch_size, sequence_length]",
+                );
+                (ops, LOGITS, self.vocab_size(), "next-token scores")
+            }
+            None => {
+                let mut ops = OnnxOps::new(params);
+                ops.graph.input_int64(
+                    INPUT_IDS,
+                    &tokens,
+                    "token ids, int64 [batch_size, sequence_length]",
+                );
+                ops.graph.input_int64(
+                    ATTENTION_MASK,
+                    &tokens,
+                    "1 for tokens, 0 for padding, int64 [batch_size, sequence_length]",
+                );
+                let doc = "last hidden state";
+                (ops, LAST_HIDDEN_STATE, self.hidden_size(), doc)
+            }
+        };
+        // The first output is the model's answer; the cache's outputs follow it.
+        ops.graph.output(
+            output,
+            &[
+                Dim::Named("batch_size"),
+                Dim::Named("sequence_length"),
+                Dim::Fixed(width),
+            ],
+            doc,
         );
         let y = self.forward(
             &mut ops,
@@ -366,22 +421,8 @@ impl TextModel {
             &ATTENTION_MASK.to_string(),
             1.0,
         )?;
-        let (output, width, doc) = if self.is_causal_lm() {
-            (LOGITS, self.vocab_size(), "next-token scores")
-        } else {
-            (LAST_HIDDEN_STATE, self.hidden_size(), "last hidden state")
-        };
         let mut graph = ops.graph;
         graph.node("Identity", &[&y], Some(output), vec![]);
-        graph.output(
-            output,
-            &[
-                Dim::Named("batch"),
-                Dim::Named("sequence"),
-                Dim::Fixed(width),
-            ],
-            doc,
-        );
         Ok(OnnxModel {
             output: output.to_string(),
             graph,

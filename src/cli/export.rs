@@ -12,7 +12,10 @@ pub struct ExportArgs {
     /// A checkpoint directory or hub id [default: models/fashion-mnist-mlp, in lethe's source
     /// checkout].
     pub model: Option<PathBuf>,
-    /// The ONNX file to write (large text models also get OUT.data beside it).
+    /// A .onnx file to write (large text models also get OUT_data beside it), or a directory
+    /// (any other name) laid out as optimum's exports are: model.onnx (a decoder's with its
+    /// key/value cache) with the model's config, generation config and tokenizer files, which
+    /// optimum's ORTModelForCausalLM loads.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long)]
@@ -23,7 +26,11 @@ pub fn run(a: &ExportArgs, out: &Output) -> Result<ExitCode, Error> {
     out.full_precision_only("export")?;
     let model = or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?;
     let device = out.device(None)?;
-    let r = inspect::export_onnx(&model, &a.out, a.overwrite, &device, out.progress())?;
+    let r = if a.out.extension().is_some_and(|e| e == "onnx") {
+        inspect::export_onnx(&model, &a.out, a.overwrite, &device, out.progress())?
+    } else {
+        inspect::export_onnx_dir(&model, &a.out, a.overwrite, &device, out.progress())?
+    };
     out.result(&r, || match &r.external_data {
         Some(data) => format!("wrote {} ({}; weights in {data})\n", r.onnx, r.model_type),
         None => format!("wrote {} ({})\n", r.onnx, r.model_type),

@@ -30,19 +30,55 @@ pub fn export(
     Ok(withheld)
 }
 
-/// Models whose initializers exceed this many bytes keep them in `model.onnx.data`: a
+/// Models whose initializers exceed this many bytes keep them in `model.onnx_data`: a
 /// protobuf message cannot exceed 2 GiB.
 pub const EXTERNAL_DATA_THRESHOLD: usize = 1 << 30;
-pub const ONNX_DATA_FILE: &str = "model.onnx.data";
+/// The external data file beside `model.onnx`, named as optimum and onnxruntime-genai name it.
+pub const ONNX_DATA_FILE: &str = "model.onnx_data";
 
-/// Writes a text model's ONNX graph as `path` (and `path`'s sibling `model.onnx.data` when its
+/// The external data file's name for an ONNX file's name: `model.onnx` → `model.onnx_data`.
+pub fn data_file_name(onnx_name: &str) -> String {
+    format!("{onnx_name}_data")
+}
+
+/// The files of a checkpoint that describe it to the tools that load its ONNX export
+/// (optimum's `ORTModelForCausalLM`, onnxruntime-genai): its config, generation defaults and
+/// tokenizer.
+pub const DESCRIPTION_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "added_tokens.json",
+];
+
+/// generation_config.json as transformers derives it from a config that has none: the token
+/// ids generation starts, stops and pads with.
+pub fn generation_config(config: &serde_json::Value) -> serde_json::Value {
+    let mut g = serde_json::Map::new();
+    for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+        if let Some(v) = config.get(key).filter(|v| !v.is_null()) {
+            g.insert(key.into(), v.clone());
+        }
+    }
+    g.insert("_from_model_config".into(), serde_json::Value::Bool(true));
+    serde_json::Value::Object(g)
+}
+
+/// Writes a text model's ONNX graph as `path` (and `path`'s sibling `model.onnx_data` when its
 /// weights exceed `external_threshold` bytes). Returns whether external data was written.
 pub fn write_text_onnx(model: OnnxModel, path: &Path, external_threshold: usize) -> Result<bool> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(ONNX_FILE);
-    let location = format!("{name}.data");
+    let location = data_file_name(name);
     write_text_onnx_named(
         model,
         path,

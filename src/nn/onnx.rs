@@ -3,7 +3,7 @@
 use super::ops::{AttentionPattern, Ops, MASKED};
 use super::Params;
 use crate::error::Result;
-use crate::onnx::graph::{Attr, GraphBuilder};
+use crate::onnx::graph::{Attr, Dim, GraphBuilder};
 use candle_core::Tensor;
 use std::collections::BTreeSet;
 
@@ -12,6 +12,29 @@ pub struct OnnxOps<'a> {
     params: &'a Params,
     /// Parameters already stored as initializers (tied weights are read twice).
     stored: BTreeSet<String>,
+    /// A decoder's graph continues a sequence: it reads positions and the keys and values of
+    /// earlier tokens, and writes the extended keys and values.
+    decoder: Option<DecoderInputs>,
+}
+
+/// The inputs of a decoder graph with a key/value cache, named and laid out as optimum's
+/// decoders with past are: `position_ids` [batch_size, sequence_length] and, per layer,
+/// `past_key_values.N.key`/`.value` [batch_size, kv_heads, past_sequence_length, head_dim]
+/// extended into `present.N.key`/`.value`.
+struct DecoderInputs {
+    ids: String,
+    positions: String,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Names of the decoder graph's inputs and outputs.
+pub const POSITION_IDS: &str = "position_ids";
+pub fn past_name(layer: usize, kind: &str) -> String {
+    format!("past_key_values.{layer}.{kind}")
+}
+pub fn present_name(layer: usize, kind: &str) -> String {
+    format!("present.{layer}.{kind}")
 }
 
 impl<'a> OnnxOps<'a> {
@@ -20,7 +43,28 @@ impl<'a> OnnxOps<'a> {
             graph: GraphBuilder::new(),
             params,
             stored: BTreeSet::new(),
+            decoder: None,
         }
+    }
+
+    /// A decoder's graph: token ids `ids`, their positions in `positions`, and a key/value
+    /// cache of `kv_heads` heads of `head_dim` per layer (inputs declared by the caller for ids
+    /// and positions; cache inputs and outputs declared as the layers ask for them).
+    pub fn decoder(
+        params: &'a Params,
+        ids: &str,
+        positions: &str,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Self {
+        let mut ops = OnnxOps::new(params);
+        ops.decoder = Some(DecoderInputs {
+            ids: ids.to_string(),
+            positions: positions.to_string(),
+            kv_heads,
+            head_dim,
+        });
+        ops
     }
 
     fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
@@ -164,6 +208,11 @@ impl Ops for OnnxOps<'_> {
     }
 
     fn leading_rows(&mut self, table: &String, ids: &String) -> Result<String> {
+        if let Some(d) = &self.decoder {
+            // The rows of the given positions: [batch, sequence, …].
+            let positions = d.positions.clone();
+            return Ok(self.node("Gather", &[table, &positions], vec![("axis", Attr::Int(0))]));
+        }
         let t = self.seq_len(ids);
         let zero = self.graph.const_i64(&[1], &[0]);
         let axes = self.graph.const_i64(&[1], &[0]);
@@ -181,21 +230,85 @@ impl Ops for OnnxOps<'_> {
             AttentionPattern::Bidirectional => return Ok(padding),
             AttentionPattern::Causal { window } => window,
         };
-        let t = self.seq_len(mask);
-        let square = self.node("Concat", &[&t, &t], vec![("axis", Attr::Int(0))]);
-        let ones = self.node("Expand", &[&one, &square], vec![]);
-        // Strictly above the diagonal: keys after the query.
+        // Queries are the last T of the S keys (S = T without a cache): query i sits at key
+        // position P + i, P = S − T.
+        let s = self.seq_len(mask);
+        let t = match &self.decoder {
+            Some(d) => {
+                let ids = d.ids.clone();
+                self.seq_len(&ids)
+            }
+            None => s.clone(),
+        };
+        let rect = self.node("Concat", &[&t, &s], vec![("axis", Attr::Int(0))]);
+        let ones = self.node("Expand", &[&one, &rect], vec![]);
+        let past = self.node("Sub", &[&s, &t], vec![]);
+        let past = self.node("Squeeze", &[&past], vec![]);
+        // Strictly above diagonal P: keys after the query.
         let k1 = self.graph.const_i64(&[], &[1]);
-        let mut blocked = self.node("Trilu", &[&ones, &k1], vec![("upper", Attr::Int(1))]);
+        let upper = self.node("Add", &[&past, &k1], vec![]);
+        let mut blocked = self.node("Trilu", &[&ones, &upper], vec![("upper", Attr::Int(1))]);
         if let Some(w) = window {
-            // At or below diagonal −w: keys w or more positions back.
-            let kw = self.graph.const_i64(&[], &[-(w as i64)]);
-            let old = self.node("Trilu", &[&ones, &kw], vec![("upper", Attr::Int(0))]);
+            // At or below diagonal P − w: keys w or more positions back.
+            let kw = self.graph.const_i64(&[], &[w as i64]);
+            let lower = self.node("Sub", &[&past, &kw], vec![]);
+            let old = self.node("Trilu", &[&ones, &lower], vec![("upper", Attr::Int(0))]);
             blocked = self.node("Add", &[&blocked, &old], vec![]);
         }
         let causal = self.scale(&blocked, MASKED)?;
         let axes = self.graph.const_i64(&[3], &[0, 1, 2]);
         let causal = self.node("Unsqueeze", &[&causal, &axes], vec![]);
         Ok(self.node("Add", &[&padding, &causal], vec![]))
+    }
+
+    fn for_heads(&mut self, rows: &String) -> Result<String> {
+        if self.decoder.is_none() {
+            return Ok(rows.clone());
+        }
+        // [batch, sequence, D] → [batch, 1, 1, sequence, D], against [B, KV, G, T, D].
+        let axes = self.graph.const_i64(&[2], &[1, 2]);
+        Ok(self.node("Unsqueeze", &[rows, &axes], vec![]))
+    }
+
+    fn cached_kv(&mut self, layer: usize, k: &String, v: &String) -> Result<(String, String)> {
+        let Some(d) = &self.decoder else {
+            return Ok((k.clone(), v.clone()));
+        };
+        let (kv_heads, head_dim) = (d.kv_heads, d.head_dim);
+        let axis = self.graph.const_i64(&[1], &[2]);
+        let mut extended = Vec::with_capacity(2);
+        for (kind, x) in [("key", k), ("value", v)] {
+            let past = past_name(layer, kind);
+            self.graph.input(
+                &past,
+                &[
+                    Dim::Named("batch_size"),
+                    Dim::Fixed(kv_heads),
+                    Dim::Named("past_sequence_length"),
+                    Dim::Fixed(head_dim),
+                ],
+                &format!("the {kind}s of earlier tokens in layer {layer}"),
+            );
+            // [B, KV, P, D] → [B, KV, 1, P, D], then the new tokens' after them.
+            let grouped = self.node("Unsqueeze", &[&past, &axis], vec![]);
+            let all = self.node("Concat", &[&grouped, x], vec![("axis", Attr::Int(3))]);
+            let present = present_name(layer, kind);
+            self.graph
+                .node("Squeeze", &[&all, &axis], Some(&present), vec![]);
+            self.graph.output(
+                &present,
+                &[
+                    Dim::Named("batch_size"),
+                    Dim::Fixed(kv_heads),
+                    Dim::Named("past_sequence_length + sequence_length"),
+                    Dim::Fixed(head_dim),
+                ],
+                &format!("the {kind}s of every token so far in layer {layer}"),
+            );
+            extended.push(all);
+        }
+        let v_all = extended.pop().expect("two");
+        let k_all = extended.pop().expect("two");
+        Ok((k_all, v_all))
     }
 }

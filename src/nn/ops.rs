@@ -131,6 +131,13 @@ pub trait Ops {
         heads.attend_composed(self, layer, q, k, v, bias, rotary)
     }
 
+    /// Rows of a per-position table (`leading_rows`) made to broadcast over split heads
+    /// [B, KV, G, T, D]: as they are where they are [T, D]; a backend that reads positions per
+    /// sequence ([B, T, D]) inserts the head axes.
+    fn for_heads(&mut self, rows: &Self::T) -> Result<Self::T> {
+        Ok(rows.clone())
+    }
+
     /// Keys and values [B, KV, 1, T, D] of attention layer `layer`, extended by those of earlier
     /// calls when the backend keeps a cache (incremental decoding); as given otherwise.
     fn cached_kv(&mut self, _layer: usize, k: &Self::T, v: &Self::T) -> Result<(Self::T, Self::T)> {

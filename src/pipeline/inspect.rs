@@ -21,8 +21,57 @@ pub struct Exported {
     pub external_data: Option<String>,
 }
 
-/// `lethe export`: the ONNX model of a checkpoint, written to `out` (and `out`.data beside it
-/// when the weights are large), whole or not at all.
+/// `lethe export MODEL --out DIR`: a directory that ONNX serving tools load as they load
+/// optimum's exports: `model.onnx` (a decoder's with its key/value cache; `model.onnx_data`
+/// beside it when the weights are large) and the checkpoint's config, generation defaults
+/// (derived from the config when it has none) and tokenizer files. Written whole or not at all.
+pub fn export_onnx_dir(
+    model: &Path,
+    out: &Path,
+    overwrite: bool,
+    device: &Device,
+    progress: bool,
+) -> Result<Exported> {
+    let opened = AnyModel::open(model, device, progress)?;
+    let source = opened.checkpoint().dir.clone();
+    let staging = crate::checkpoint::OutputDir::create(out, &[&source], overwrite)?;
+    crate::interrupt::check()?;
+    let onnx_path = staging.path().join(export::ONNX_FILE);
+    let (model_type, external) = match &opened {
+        AnyModel::Classifier(m) => {
+            export::write_onnx(&m.arch, &m.params, &onnx_path)?;
+            (m.arch.model_type.clone(), false)
+        }
+        AnyModel::Text(m) => {
+            let onnx = m.arch.to_onnx(&m.params, &[])?;
+            let external =
+                export::write_text_onnx(onnx, &onnx_path, export::EXTERNAL_DATA_THRESHOLD)?;
+            (m.arch.model_type.clone(), external)
+        }
+    };
+    crate::interrupt::check()?;
+    for name in export::DESCRIPTION_FILES {
+        let from = source.join(name);
+        if from.is_file() {
+            let to = staging.path().join(name);
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
+        }
+    }
+    if !source.join("generation_config.json").is_file() && matches!(opened, AnyModel::Text(_)) {
+        let config = export::generation_config(&opened.checkpoint().config);
+        let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
+        staging.write_file("generation_config.json", &bytes)?;
+    }
+    let dir = staging.commit()?;
+    Ok(Exported {
+        model_type,
+        onnx: dir.join(export::ONNX_FILE).display().to_string(),
+        external_data: external.then(|| dir.join(export::ONNX_DATA_FILE).display().to_string()),
+    })
+}
+
+/// `lethe export MODEL --out FILE.onnx`: the ONNX model of a checkpoint, written to `out` (and
+/// `out`_data beside it when the weights are large), whole or not at all.
 pub fn export_onnx(
     model: &Path,
     out: &Path,
@@ -42,7 +91,7 @@ pub fn export_onnx(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Usage(format!("{} is not a file name", out.display())))?;
-    let data_name = format!("{name}.data");
+    let data_name = export::data_file_name(&name);
     // Written under temporary names beside the target, then renamed: an interrupted or failed
     // export leaves nothing.
     let tmp = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
@@ -146,7 +195,7 @@ pub fn verify_dir(
         }
         AnyModel::Text(m) => {
             let rows = probe_sequences(m.arch.vocab_size(), m.arch.max_positions());
-            verify::text_parity(&onnx, &library, &m.arch, &m.params, &rows, 0)
+            verify::text_parity(&onnx, &library, &m.arch, &m.params, &rows, 0, None)
         }
     }
 }

@@ -194,7 +194,7 @@ pub fn unlearn<W: Workload>(job: &UnlearnJob<W::Spec>) -> Result<Report<W::Metri
         outputs.report = path(REPORT_FILE);
     }
     let mut gates = W::Metrics::gates(&job.gates, &metrics);
-    gates.extend(verification.as_ref().map(Gate::parity));
+    gates.extend(verification.iter().flat_map(Gate::parity));
     let passed = gates.iter().all(|g| g.passed);
     let (model, data, mut run_config) = work.describe(job, &trainable);
     run_config.unlearn = config;

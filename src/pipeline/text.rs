@@ -366,6 +366,7 @@ impl Workload for TextRun {
             &*self.lm.in_full_precision(self.merged_params())?,
             &self.sets.retain.encoded,
             self.lm.tokenizer.pad_id,
+            self.lm.tokenizer.eos_id,
         )
     }
 

@@ -223,15 +223,27 @@ impl Gate {
         }
     }
 
-    /// The ONNX Runtime check as a gate.
-    pub fn parity(p: &Parity) -> Gate {
-        Gate {
+    /// The ONNX Runtime check as gates: the outputs' parity, and a decoder's generation.
+    pub fn parity(p: &Parity) -> Vec<Gate> {
+        let mut gates = vec![Gate {
             name: "onnx-parity".into(),
             requirement: format!("ONNX Runtime logits within {:e} of candle's", p.tolerance),
             limit: p.tolerance as f64,
             value: p.max_abs_diff as f64,
-            passed: p.passed,
+            passed: p.max_abs_diff <= p.tolerance,
+        }];
+        if let Some(g) = &p.generation {
+            gates.push(Gate::at_least(
+                "onnx-generation",
+                format!(
+                    "ONNX Runtime's greedy continuations ({} tokens, key/value cache) equal candle's on every prompt",
+                    g.max_new_tokens
+                ),
+                g.prompts as f64,
+                g.identical as f64,
+            ));
         }
+        gates
     }
 }
 

@@ -210,21 +210,36 @@ fn closing_lines<M>(report: &Report<M>) -> String {
             report.outputs.withheld.join(", ")
         ));
     }
-    for g in report.gates.iter().filter(|g| g.name != "onnx-parity") {
+    for g in report
+        .gates
+        .iter()
+        .filter(|g| g.name != "onnx-parity" && g.name != "onnx-generation")
+    {
         s.push_str(&gate_line(g));
     }
     s
 }
 
-/// One line for the ONNX Runtime check (also `lethe verify`'s).
+/// The lines of the ONNX Runtime check (also `lethe verify`'s).
 pub fn parity_line(p: &Parity) -> String {
-    format!(
+    let ok = |passed: bool| if passed { "ok" } else { "FAILED" };
+    let mut s = format!(
         "ONNX Runtime parity: max |Δlogit| = {:.2e} over {} samples (tolerance {:.0e}) — {}\n",
         p.max_abs_diff,
         p.samples,
         p.tolerance,
-        if p.passed { "ok" } else { "FAILED" }
-    )
+        ok(p.max_abs_diff <= p.tolerance)
+    );
+    if let Some(g) = &p.generation {
+        s.push_str(&format!(
+            "ONNX Runtime generation (key/value cache): {} of {} greedy continuations of {} tokens equal candle's — {}\n",
+            g.identical,
+            g.prompts,
+            g.max_new_tokens,
+            ok(g.passed)
+        ));
+    }
+    s
 }
 
 fn gate_line(g: &Gate) -> String {
