@@ -196,6 +196,80 @@ fn onnx_runtime_generates_through_the_cache_as_candle_does() {
     }
 }
 
+/// `--dtype f16` exports store matrices in f16: the file shrinks towards half (these tiny
+/// models keep relatively more f32 norms and position tables), ONNX Runtime
+/// matches candle on the same f16-rounded weights as tightly as f32 exports match, and differs
+/// from transformers' f32 outputs by at most F16_TOLERANCE of the largest |logit| (f16 keeps 11
+/// significant bits: a relative rounding error up to 2⁻¹¹ ≈ 0.05 % per weight; the error measured
+/// over these fixtures is printed).
+#[test]
+fn f16_weights_halve_the_export_and_stay_close_to_f32() {
+    const F16_TOLERANCE: f32 = 5e-3;
+    for name in ["llama", "qwen3", "gemma3", "gpt2", "bert"] {
+        let dir = fixture(name);
+        let (model, params) = open(&dir);
+        let e = load_expected(&dir.join("expected.safetensors"));
+        let out = tempfile::tempdir().unwrap();
+        let sizes: Vec<u64> = [false, true]
+            .iter()
+            .map(|&f16| {
+                let path = out.path().join(format!("{f16}.onnx"));
+                let onnx = model.to_onnx_with(&params, &[], f16).unwrap();
+                lethe::export::write_text_onnx(onnx, &path, usize::MAX).unwrap();
+                std::fs::metadata(&path).unwrap().len()
+            })
+            .collect();
+        assert!(
+            (sizes[1] as f64) < 0.7 * sizes[0] as f64,
+            "{name}: f16 {} bytes against f32 {}",
+            sizes[1],
+            sizes[0]
+        );
+        let mut session =
+            OnnxModel::load(&out.path().join("true.onnx"), &common::onnxruntime()).unwrap();
+        assert!(session.has_f16_weights(), "{name}");
+        let (b, t) = e.ids.dims2().unwrap();
+        let to_i64 = |x: &Tensor| -> ndarray::Array2<i64> {
+            let v: Vec<i64> = x
+                .to_dtype(DType::I64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            ndarray::Array2::from_shape_vec((b, t), v).unwrap()
+        };
+        let got = session.run_tokens(to_i64(&e.ids), to_i64(&e.mask)).unwrap();
+        let got = Tensor::from_vec(
+            got.iter().copied().collect::<Vec<f32>>(),
+            e.output.dims(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let rounded = params.rounded_to_f16().unwrap();
+        let candle = model.run(&rounded, &e.ids, &e.mask, 1.0).unwrap();
+        let d = max_diff_on_tokens(&got, &candle, &e.mask);
+        assert!(
+            d <= TOLERANCE,
+            "{name}: |ONNX f16 − candle on f16 weights| = {d:e}"
+        );
+        let scale: f32 = e
+            .output
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let d = max_diff_on_tokens(&got, &e.output, &e.mask);
+        eprintln!("{name}: |ONNX f16 − transformers f32| = {d:e} (largest |output| {scale})");
+        assert!(
+            d <= F16_TOLERANCE * scale.max(1.0),
+            "{name}: |ONNX f16 − transformers f32| = {d:e}"
+        );
+    }
+}
+
 #[test]
 fn weights_in_an_external_data_file_load_in_onnx_runtime() {
     onnx_matches_candle("qwen2", 0);

@@ -28,6 +28,8 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const ATTENTION_MASK: &str = "attention_mask";
 pub const LOGITS: &str = "logits";
 pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
+/// The metadata entry of an export whose matrices are stored in f16.
+pub const F16_WEIGHTS: (&str, &str) = ("lethe.weights", "f16");
 
 #[derive(Clone, Debug)]
 pub enum TextArch {
@@ -365,6 +367,17 @@ impl TextModel {
     /// `present.N.key`/`.value`; an encoder's takes `input_ids` and `attention_mask` and gives
     /// `last_hidden_state`.
     pub fn to_onnx(&self, params: &Params, metadata: &[(&str, String)]) -> Result<OnnxModel> {
+        self.to_onnx_with(params, metadata, false)
+    }
+
+    /// [`TextModel::to_onnx`], with matrices stored in f16 when `f16_weights` (the graph casts
+    /// them to f32 where it reads them; metadata `lethe.weights` = `f16` says so).
+    pub fn to_onnx_with(
+        &self,
+        params: &Params,
+        metadata: &[(&str, String)],
+        f16_weights: bool,
+    ) -> Result<OnnxModel> {
         let tokens = [Dim::Named("batch_size"), Dim::Named("sequence_length")];
         let (mut ops, output, width, doc) = match self.kv_layout() {
             Some((kv_heads, head_dim)) => {
@@ -405,6 +418,9 @@ impl TextModel {
                 (ops, LAST_HIDDEN_STATE, self.hidden_size(), doc)
             }
         };
+        if f16_weights {
+            ops = ops.with_f16_weights();
+        }
         // The first output is the model's answer; the cache's outputs follow it.
         ops.graph.output(
             output,
@@ -430,6 +446,7 @@ impl TextModel {
             metadata: metadata
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
+                .chain(f16_weights.then(|| (F16_WEIGHTS.0.to_string(), F16_WEIGHTS.1.to_string())))
                 .collect(),
         })
     }

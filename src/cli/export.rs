@@ -23,13 +23,20 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: &ExportArgs, out: &Output) -> Result<ExitCode, Error> {
-    out.full_precision_only("export")?;
+    // f16 stores a language model's matrices in half the bytes; the graph computes in f32.
+    let f16 = match out.dtype_flag() {
+        None | Some("f32") => false,
+        Some("f16") => true,
+        Some(other) => return Err(Error::Usage(format!(
+            "--dtype {other}: `lethe export` writes f32 weights, or f16 ones for language models"
+        ))),
+    };
     let model = or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?;
     let device = out.device(None)?;
     let r = if a.out.extension().is_some_and(|e| e == "onnx") {
-        inspect::export_onnx(&model, &a.out, a.overwrite, &device, out.progress())?
+        inspect::export_onnx(&model, &a.out, a.overwrite, f16, &device, out.progress())?
     } else {
-        inspect::export_onnx_dir(&model, &a.out, a.overwrite, &device, out.progress())?
+        inspect::export_onnx_dir(&model, &a.out, a.overwrite, f16, &device, out.progress())?
     };
     out.result(&r, || match &r.external_data {
         Some(data) => format!("wrote {} ({}; weights in {data})\n", r.onnx, r.model_type),

@@ -15,6 +15,8 @@ pub struct OnnxOps<'a> {
     /// A decoder's graph continues a sequence: it reads positions and the keys and values of
     /// earlier tokens, and writes the extended keys and values.
     decoder: Option<DecoderInputs>,
+    /// Matrices stored in f16 (each cast to f32 where it is read), halving the file.
+    f16_weights: bool,
 }
 
 /// The inputs of a decoder graph with a key/value cache, named and laid out as optimum's
@@ -44,7 +46,14 @@ impl<'a> OnnxOps<'a> {
             params,
             stored: BTreeSet::new(),
             decoder: None,
+            f16_weights: false,
         }
+    }
+
+    /// Stores matrices (rank ≥ 2) in f16; the graph computes in f32 from them.
+    pub fn with_f16_weights(mut self) -> Self {
+        self.f16_weights = true;
+        self
     }
 
     /// A decoder's graph: token ids `ids`, their positions in `positions`, and a key/value
@@ -88,10 +97,27 @@ impl Ops for OnnxOps<'_> {
     type T = String;
 
     fn param(&mut self, name: &str) -> Result<String> {
+        let tensor = self.params.get(name)?;
+        let f16 = self.f16_weights && tensor.rank() >= 2;
+        let read_as = if f16 {
+            format!("{name}.f32")
+        } else {
+            name.to_string()
+        };
         if self.stored.insert(name.to_string()) {
-            self.graph.initializer(name, self.params.get(name)?)?;
+            if f16 {
+                self.graph.initializer_f16(name, tensor)?;
+                self.graph.node(
+                    "Cast",
+                    &[name],
+                    Some(&read_as),
+                    vec![("to", Attr::Int(crate::onnx::proto::data_type::FLOAT as i64))],
+                );
+            } else {
+                self.graph.initializer(name, tensor)?;
+            }
         }
-        Ok(name.to_string())
+        Ok(read_as)
     }
 
     fn has_param(&self, name: &str) -> bool {

@@ -46,6 +46,28 @@ impl Params {
         self.tensors.keys()
     }
 
+    /// The same parameters with every matrix (rank ≥ 2) rounded to f16 and held in f32 again:
+    /// what an export with f16 weights computes with.
+    pub fn rounded_to_f16(&self) -> Result<Params> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(k, v)| {
+                let v = if v.rank() >= 2 {
+                    v.to_dtype(candle_core::DType::F16)?
+                        .to_dtype(candle_core::DType::F32)?
+                } else {
+                    v.clone()
+                };
+                Ok((k.clone(), v))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Params {
+            tensors,
+            device: self.device.clone(),
+        })
+    }
+
     /// The same tensors cut from any gradient graph (they share storage).
     pub fn detached(&self) -> Params {
         Params {

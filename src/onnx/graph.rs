@@ -102,6 +102,22 @@ impl GraphBuilder {
         Ok(name.to_string())
     }
 
+    /// Stores a tensor as an f16 initializer named `name` (rounded to nearest).
+    pub fn initializer_f16(&mut self, name: &str, tensor: &Tensor) -> Result<String> {
+        let values: Vec<half::f16> = tensor
+            .to_dtype(candle_core::DType::F16)?
+            .flatten_all()?
+            .to_vec1()?;
+        self.initializers.push(TensorProto {
+            dims: tensor.dims().iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT16,
+            name: name.to_string(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        Ok(name.to_string())
+    }
+
     pub fn initializer_i64(&mut self, name: &str, values: &[i64]) -> String {
         self.initializers.push(TensorProto {
             dims: vec![values.len() as i64],

@@ -21,6 +21,15 @@ pub struct Exported {
     pub external_data: Option<String>,
 }
 
+fn refuse_f16_classifier(model: &AnyModel, f16: bool) -> Result<()> {
+    if f16 && matches!(model, AnyModel::Classifier(_)) {
+        return Err(Error::Usage(
+            "--dtype f16: classifiers export f32 weights only".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `lethe export MODEL --out DIR`: a directory that ONNX serving tools load as they load
 /// optimum's exports: `model.onnx` (a decoder's with its key/value cache; `model.onnx_data`
 /// beside it when the weights are large) and the checkpoint's config, generation defaults
@@ -29,10 +38,12 @@ pub fn export_onnx_dir(
     model: &Path,
     out: &Path,
     overwrite: bool,
+    f16: bool,
     device: &Device,
     progress: bool,
 ) -> Result<Exported> {
     let opened = AnyModel::open(model, device, progress)?;
+    refuse_f16_classifier(&opened, f16)?;
     let source = opened.checkpoint().dir.clone();
     let staging = crate::checkpoint::OutputDir::create(out, &[&source], overwrite)?;
     crate::interrupt::check()?;
@@ -43,7 +54,7 @@ pub fn export_onnx_dir(
             (m.arch.model_type.clone(), false)
         }
         AnyModel::Text(m) => {
-            let onnx = m.arch.to_onnx(&m.params, &[])?;
+            let onnx = m.arch.to_onnx_with(&m.params, &[], f16)?;
             let external =
                 export::write_text_onnx(onnx, &onnx_path, export::EXTERNAL_DATA_THRESHOLD)?;
             (m.arch.model_type.clone(), external)
@@ -76,6 +87,7 @@ pub fn export_onnx(
     model: &Path,
     out: &Path,
     overwrite: bool,
+    f16: bool,
     device: &Device,
     progress: bool,
 ) -> Result<Exported> {
@@ -86,6 +98,7 @@ pub fn export_onnx(
         )));
     }
     let model = AnyModel::open(model, device, progress)?;
+    refuse_f16_classifier(&model, f16)?;
     crate::interrupt::check()?;
     let name = out
         .file_name()
@@ -103,7 +116,7 @@ pub fn export_onnx(
                 (m.arch.model_type.clone(), false)
             }
             AnyModel::Text(m) => {
-                let onnx = m.arch.to_onnx(&m.params, &[])?;
+                let onnx = m.arch.to_onnx_with(&m.params, &[], f16)?;
                 let external = export::write_text_onnx_named(
                     onnx,
                     &tmp,

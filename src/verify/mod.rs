@@ -154,6 +154,15 @@ pub fn text_parity(
     pad_id: u32,
     eos: Option<u32>,
 ) -> Result<Parity> {
+    let mut session = OnnxModel::load(onnx, library)?;
+    // An export with f16 matrices is compared with candle on the same f16-rounded weights.
+    let rounded;
+    let params = if session.has_f16_weights() {
+        rounded = params.rounded_to_f16()?;
+        &rounded
+    } else {
+        params
+    };
     let rows: Vec<&Encoded> = rows.iter().take(4).collect();
     let batch = TokenBatch::new(&rows, pad_id, params.device())?;
     let candle = model.run(params, &batch.ids, &batch.mask, 1.0)?;
@@ -164,7 +173,6 @@ pub fn text_parity(
             .map_err(|e| Error::Runtime(format!("token batch: {e}")))
     };
     let mask = host(&batch.mask)?;
-    let mut session = OnnxModel::load(onnx, library)?;
     let ort = session.run_tokens(host(&batch.ids)?, mask.clone())?;
     let candle: Vec<f32> = candle.flatten_all()?.to_vec1()?;
     let candle = ArrayD::from_shape_vec(ort.shape(), candle)

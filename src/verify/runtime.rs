@@ -140,6 +140,16 @@ impl OnnxModel {
         })
     }
 
+    /// Whether the graph stores its matrices in f16 (metadata `lethe.weights` = `f16`).
+    pub fn has_f16_weights(&self) -> bool {
+        let (key, value) = crate::arch::text::F16_WEIGHTS;
+        self.session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom(key))
+            .is_some_and(|v| v == value)
+    }
+
     /// Whether the graph continues sequences through a key/value cache.
     pub fn has_cache(&self) -> bool {
         !self.past.is_empty()
