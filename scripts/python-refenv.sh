@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Python reference environment, .lethe/refenv: PyTorch, transformers, peft, gguf, and
-# optimum-onnx with ONNX Runtime, at pinned versions from PyPI (a few GB: PyPI's PyTorch wheel
-# brings CUDA libraries). The fixture scripts and the tests that load lethe's outputs with
-# Python's peft and optimum use it.
+# The Python reference environment, .lethe/refenv: PyTorch, transformers, peft, gguf,
+# optimum-onnx, ONNX Runtime and onnxruntime-genai, at pinned versions from PyPI (a few GB:
+# PyPI's PyTorch wheel brings CUDA libraries). The fixture scripts and the tests that load
+# lethe's outputs with Python's peft, optimum and onnxruntime-genai use it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env=.lethe/refenv
@@ -11,4 +11,4 @@ if [ ! -x "$env/bin/python" ]; then
 fi
 "$env/bin/pip" install -q torch==2.9.1 transformers==4.57.1 safetensors==0.6.2 numpy==2.4.6 \
   peft==0.22.0 accelerate==1.16.0 gguf==0.19.0 optimum-onnx==0.1.0 optimum==2.1.0 onnx==1.23.2 \
-  onnxruntime==1.31.1
+  onnxruntime==1.31.1 onnxruntime-genai==0.18.0

@@ -1,8 +1,9 @@
 //! ONNX exports that serving tools load: optimum-onnx's ORTModelForCausalLM loads the directory
 //! `lethe export MODEL --out DIR` writes, and the output directory of a LoRA unlearning run, and
 //! generates from a left-padded batch the same tokens as transformers on the same weights
-//! (scripts/optimum-generate.py). Needs the reference Python environment of
-//! scripts/python-refenv.sh, which .ci/run installs.
+//! (scripts/optimum-generate.py); onnxruntime-genai runs the same directory through its
+//! genai_config.json and generates candle's tokens (scripts/genai-generate.py). Needs the
+//! reference Python environment of scripts/python-refenv.sh, which .ci/run installs.
 
 mod common;
 
@@ -74,6 +75,42 @@ fn optimum_loads_lethes_exports_and_generates_as_transformers_does() {
         }
         let r = optimum_and_transformers(&python, &export, &checkpoint);
         assert_same_generation(&r, name);
+    }
+}
+
+#[test]
+fn onnxruntime_genai_runs_lethes_exports_and_generates_as_candle_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = [5u32, 17, 33, 2, 60];
+    for name in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
+        let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/text")
+            .join(name);
+        let export = dir.path().join(name);
+        let o = common::lethe(&["export", &s(&checkpoint), "--out", &s(&export), "--quiet"]);
+        assert!(o.status.success(), "{name}: {}", common::stderr(&o));
+        assert!(export.join("genai_config.json").is_file(), "{name}");
+        let o = std::process::Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/genai-generate.py"))
+            .arg(&export)
+            .arg(serde_json::to_string(&prompt).unwrap())
+            .arg("12")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let genai: Vec<u32> = serde_json::from_slice(&o.stdout).unwrap();
+        let ckpt = lethe::checkpoint::Checkpoint::open(&checkpoint).unwrap();
+        let model = lethe::arch::text::TextModel::from_checkpoint(&ckpt).unwrap();
+        let params = model
+            .load_params(&ckpt, &candle_core::Device::Cpu, candle_core::DType::F32)
+            .unwrap();
+        let candle = model.generate_greedy(&params, &prompt, 12, None).unwrap();
+        assert_eq!(genai, candle, "{name}");
     }
 }
 

@@ -14,8 +14,8 @@ pub struct ExportArgs {
     pub model: Option<PathBuf>,
     /// A .onnx file to write (large text models also get OUT_data beside it), or a directory
     /// (any other name) laid out as optimum's exports are: model.onnx (a decoder's with its
-    /// key/value cache) with the model's config, generation config and tokenizer files, which
-    /// optimum's ORTModelForCausalLM loads.
+    /// key/value cache) with the model's config, generation config and tokenizer files, and a
+    /// decoder's genai_config.json; optimum's ORTModelForCausalLM and onnxruntime-genai load it.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long)]
@@ -27,9 +27,11 @@ pub fn run(a: &ExportArgs, out: &Output) -> Result<ExitCode, Error> {
     let f16 = match out.dtype_flag() {
         None | Some("f32") => false,
         Some("f16") => true,
-        Some(other) => return Err(Error::Usage(format!(
+        Some(other) => {
+            return Err(Error::Usage(format!(
             "--dtype {other}: `lethe export` writes f32 weights, or f16 ones for language models"
-        ))),
+        )))
+        }
     };
     let model = or_bundled(a.model.as_deref(), BUNDLED_MODEL, "a model")?;
     let device = out.device(None)?;

@@ -71,6 +71,58 @@ pub fn generation_config(config: &serde_json::Value) -> serde_json::Value {
     serde_json::Value::Object(g)
 }
 
+/// genai_config.json, with which onnxruntime-genai runs a decoder's export: the graph's input
+/// and output names, the attention layout, the special token ids, and greedy search up to the
+/// model's context length.
+pub fn genai_config(
+    config: &serde_json::Value,
+    model: &crate::arch::text::TextModel,
+) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let (kv_heads, head_dim) = model.kv_layout()?;
+    let id = |key: &str| config.get(key).filter(|v| !v.is_null()).cloned();
+    let heads = config
+        .get("num_attention_heads")
+        .or_else(|| config.get("n_head"))
+        .cloned()?;
+    Some(json!({
+        "model": {
+            "type": model.model_type,
+            "bos_token_id": id("bos_token_id").unwrap_or(json!(0)),
+            "eos_token_id": id("eos_token_id").unwrap_or(json!(0)),
+            "pad_token_id": id("pad_token_id").or_else(|| id("eos_token_id")).unwrap_or(json!(0)),
+            "context_length": model.max_positions(),
+            "vocab_size": model.vocab_size(),
+            "decoder": {
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "filename": ONNX_FILE,
+                "head_size": head_dim,
+                "hidden_size": model.hidden_size(),
+                "num_attention_heads": heads,
+                "num_key_value_heads": kv_heads,
+                "num_hidden_layers": model.layers(),
+                "inputs": {
+                    "input_ids": crate::arch::text::INPUT_IDS,
+                    "attention_mask": crate::arch::text::ATTENTION_MASK,
+                    "position_ids": crate::nn::onnx::POSITION_IDS,
+                    "past_key_names": "past_key_values.%d.key",
+                    "past_value_names": "past_key_values.%d.value",
+                },
+                "outputs": {
+                    "logits": crate::arch::text::LOGITS,
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                },
+            },
+        },
+        "search": {
+            "do_sample": false, "num_beams": 1, "num_return_sequences": 1, "early_stopping": true,
+            "max_length": model.max_positions(), "min_length": 0, "past_present_share_buffer": false,
+            "repetition_penalty": 1.0, "temperature": 1.0, "top_k": 1, "top_p": 1.0,
+        },
+    }))
+}
+
 /// Writes a text model's ONNX graph as `path` (and `path`'s sibling `model.onnx_data` when its
 /// weights exceed `external_threshold` bytes). Returns whether external data was written.
 pub fn write_text_onnx(model: OnnxModel, path: &Path, external_threshold: usize) -> Result<bool> {

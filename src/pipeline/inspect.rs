@@ -68,10 +68,16 @@ pub fn export_onnx_dir(
             std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
         }
     }
-    if !source.join("generation_config.json").is_file() && matches!(opened, AnyModel::Text(_)) {
-        let config = export::generation_config(&opened.checkpoint().config);
-        let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
-        staging.write_file("generation_config.json", &bytes)?;
+    if let AnyModel::Text(m) = &opened {
+        let pretty =
+            |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("JSON values serialize");
+        if !source.join("generation_config.json").is_file() {
+            let config = export::generation_config(&m.checkpoint.config);
+            staging.write_file("generation_config.json", &pretty(&config))?;
+        }
+        if let Some(genai) = export::genai_config(&m.checkpoint.config, &m.arch) {
+            staging.write_file("genai_config.json", &pretty(&genai))?;
+        }
     }
     let dir = staging.commit()?;
     Ok(Exported {
