@@ -1,6 +1,7 @@
 """Writes a TOFU-like benchmark of fictitious people: each person has ten facts, each fact a
-question, its answer, a paraphrased answer, three perturbed (wrong) answers in the answer's form,
-and the fact's value, as lethe's question/answer JSONL (docs/data.md). Deterministic per seed.
+question, its answer, a paraphrased answer, three perturbed (wrong) answers in the paraphrase's
+form (as TOFU perturbs the paraphrased answer, so that the truth ratio compares facts, not the
+wording a model was taught), and the fact's value, as lethe's question/answer JSONL (docs/data.md). Deterministic per seed.
 
     python3 scripts/make-benchmark.py OUT_DIR [--people 40] [--holdout-people 4] [--seed 0]
 
@@ -109,7 +110,7 @@ def person_facts(name, rng):
             "question": question.format(n=name),
             "answer": answer.format(n=name, v=value),
             "paraphrased_answer": paraphrase.format(n=name, v=value),
-            "perturbed_answers": [answer.format(n=name, v=w) for w in wrong],
+            "perturbed_answers": [paraphrase.format(n=name, v=w) for w in wrong],
             "value": value,
         })
     return rows

@@ -62,10 +62,18 @@ fn the_generator_is_deterministic_per_seed_and_its_splits_hold() {
             "{ex:?}"
         );
         assert_eq!(ex.perturbed_answers.len(), 3, "{ex:?}");
+        // Perturbed answers are the paraphrase with another value (TOFU's form): the truth ratio
+        // then compares facts, not the taught wording against another.
+        let paraphrase = ex.paraphrased_answer.as_deref().unwrap();
+        let (before, after) = paraphrase.split_once(value).unwrap();
         for wrong in &ex.perturbed_answers {
             assert!(
                 !states(wrong, value),
                 "a perturbed answer states the fact: {ex:?}"
+            );
+            assert!(
+                wrong.starts_with(before) && wrong.ends_with(after),
+                "a perturbed answer is not in the paraphrase's form: {ex:?}"
             );
         }
     }
