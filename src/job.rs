@@ -350,7 +350,8 @@ impl JobFile {
             }
         }
         let m = &mut r.method;
-        m.objective.get_or_insert(ForgetObjective::Npo);
+        m.objective
+            .get_or_insert(d::objective(r.data.holdout_set.is_some()));
         m.loss_form.get_or_insert(d::LOSS_FORM);
         m.epsilon.get_or_insert(d::EPSILON);
         m.beta.get_or_insert(d::BETA);

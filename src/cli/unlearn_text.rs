@@ -22,9 +22,9 @@ pub struct TextMethodArgs {
     /// forget set plus the retain loss; rmu is representation misdirection).
     #[arg(long, value_enum, default_value_t = defaults::METHOD)]
     pub method: MethodKind,
-    /// Forget objective of igs and egs.
-    #[arg(long, value_enum, default_value_t = ForgetObjective::Npo)]
-    pub objective: ForgetObjective,
+    /// Forget objective of igs and egs [default: held-out-level with --holdout-set, else npo].
+    #[arg(long, value_enum)]
+    pub objective: Option<ForgetObjective>,
     /// NPO's β.
     #[arg(long, default_value_t = d::NPO_BETA)]
     pub npo_beta: f64,
@@ -92,10 +92,13 @@ pub struct TextMethodArgs {
 }
 
 impl TextMethodArgs {
-    pub fn config(&self) -> UnlearnConfig {
+    /// The run's settings; the objective's default depends on whether a held-out set is given.
+    pub fn config(&self, has_holdout_set: bool) -> UnlearnConfig {
         UnlearnConfig {
             method: self.method,
-            objective: self.objective,
+            objective: self
+                .objective
+                .unwrap_or_else(|| d::objective(has_holdout_set)),
             held_out_loss: 0.0,
             loss_form: self.loss_form,
             dual_update: self.dual_update,
@@ -153,7 +156,7 @@ pub fn run(a: &UnlearnTextArgs, out: &Output) -> Result<ExitCode, Error> {
         model: a.model.clone(),
         precision: out.precision(None, &device, true)?,
         device,
-        config: a.method.config(),
+        config: a.method.config(a.sets.holdout_set.is_some()),
         gates: GateSpec {
             max_forget_rouge: a.max_forget_rouge,
             max_retain_rouge_drop: a.max_retain_rouge_drop,
