@@ -30,6 +30,8 @@ METHODS = {
     "igs": ["--method", "igs"],
     # igs with NPO's objective (its default without a held-out set)
     "igs-npo": ["--method", "igs", "--objective", "npo"],
+    # igs with SimNPO's objective
+    "igs-simnpo": ["--method", "igs", "--objective", "simnpo"],
     "ga": ["--method", "ga"],
     "graddiff": ["--method", "graddiff"],
     "npo": ["--method", "npo"],
