@@ -8,20 +8,7 @@
 mod common;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn python() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/refenv/bin/python");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install the Python reference environment (scripts/python-refenv.sh)"
-    );
-    eprintln!("skipped: run scripts/python-refenv.sh");
-    None
-}
+use std::path::Path;
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -61,7 +48,9 @@ fn assert_same_generation(r: &Value, what: &str) {
 
 #[test]
 fn optimum_loads_lethes_exports_and_generates_as_transformers_does() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::refenv_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for name in ["llama", "mistral", "gemma3", "gpt2"] {
         let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +69,9 @@ fn optimum_loads_lethes_exports_and_generates_as_transformers_does() {
 
 #[test]
 fn onnxruntime_genai_runs_lethes_exports_and_generates_as_candle_does() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::refenv_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let prompt = [5u32, 17, 33, 2, 60];
     for name in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
@@ -116,7 +107,9 @@ fn onnxruntime_genai_runs_lethes_exports_and_generates_as_candle_does() {
 
 #[test]
 fn a_lora_unlearning_runs_output_loads_in_optimum() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::refenv_python() else {
+        return;
+    };
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -7,24 +7,13 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use lethe::arch::text::TextModel;
 use lethe::checkpoint::Checkpoint;
-use std::path::{Path, PathBuf};
-
-fn python() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/refenv/bin/python");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install the Python reference environment (scripts/python-refenv.sh)"
-    );
-    eprintln!("skipped: run scripts/python-refenv.sh");
-    None
-}
+use std::path::Path;
 
 #[test]
 fn python_peft_loads_the_adapter_and_matches_the_merged_model() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::refenv_python() else {
+        return;
+    };
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text/tiny-chat");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -80,6 +80,19 @@ fn candle_matches_transformers(name: &str) {
     );
 }
 
+/// A [B, T] token tensor as ONNX Runtime takes it.
+fn host_i64(x: &Tensor) -> ndarray::Array2<i64> {
+    let (b, t) = x.dims2().unwrap();
+    let values: Vec<i64> = x
+        .to_dtype(DType::I64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    ndarray::Array2::from_shape_vec((b, t), values).unwrap()
+}
+
 fn onnx_matches_candle(name: &str, external_threshold: usize) {
     let dir = fixture(name);
     let (model, params) = open(&dir);
@@ -90,19 +103,10 @@ fn onnx_matches_candle(name: &str, external_threshold: usize) {
     let onnx = model.to_onnx(&params, &[]).unwrap();
     let external = lethe::export::write_text_onnx(onnx, &path, external_threshold).unwrap();
     assert_eq!(external, external_threshold == 0);
-    let (b, t) = e.ids.dims2().unwrap();
-    let to_i64 = |x: &Tensor| -> ndarray::Array2<i64> {
-        let values: Vec<i64> = x
-            .to_dtype(DType::I64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        ndarray::Array2::from_shape_vec((b, t), values).unwrap()
-    };
     let mut session = OnnxModel::load(&path, &common::onnxruntime()).unwrap();
-    let got = session.run_tokens(to_i64(&e.ids), to_i64(&e.mask)).unwrap();
+    let got = session
+        .run_tokens(host_i64(&e.ids), host_i64(&e.mask))
+        .unwrap();
     let got: Vec<f32> = got.iter().copied().collect();
     let got = Tensor::from_vec(got, y.dims(), &Device::Cpu).unwrap();
     let d = max_diff_on_tokens(&got, &y, &e.mask);
@@ -228,18 +232,9 @@ fn f16_weights_halve_the_export_and_stay_close_to_f32() {
         let mut session =
             OnnxModel::load(&out.path().join("true.onnx"), &common::onnxruntime()).unwrap();
         assert!(session.has_f16_weights(), "{name}");
-        let (b, t) = e.ids.dims2().unwrap();
-        let to_i64 = |x: &Tensor| -> ndarray::Array2<i64> {
-            let v: Vec<i64> = x
-                .to_dtype(DType::I64)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            ndarray::Array2::from_shape_vec((b, t), v).unwrap()
-        };
-        let got = session.run_tokens(to_i64(&e.ids), to_i64(&e.mask)).unwrap();
+        let got = session
+            .run_tokens(host_i64(&e.ids), host_i64(&e.mask))
+            .unwrap();
         let got = Tensor::from_vec(
             got.iter().copied().collect::<Vec<f32>>(),
             e.output.dims(),

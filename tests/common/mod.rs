@@ -213,6 +213,21 @@ pub fn gemma3_gguf() -> Option<PathBuf> {
     None
 }
 
+/// The Python reference environment's interpreter (scripts/python-refenv.sh; CI always installs
+/// it), or None with a note when it is not here outside CI.
+pub fn refenv_python() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/refenv/bin/python");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install the Python reference environment (scripts/python-refenv.sh)"
+    );
+    eprintln!("skipped: run scripts/python-refenv.sh");
+    None
+}
+
 /// `lethe ARGS` run from `dir`.
 pub fn lethe_in(dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
