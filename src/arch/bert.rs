@@ -93,7 +93,8 @@ impl Bert {
 
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let mut specs = Vec::new();
-        let mut push = |module: String, role: Role| {
+        for (module, role) in BERT.modules(self.layers) {
+            let module = self.name(&module);
             let shape = self.shape_of(role);
             specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
             let embedding = matches!(
@@ -102,14 +103,6 @@ impl Bert {
             );
             if !embedding {
                 specs.push(ParamSpec::weight(&format!("{module}.bias"), &shape[..1]));
-            }
-        };
-        for m in BERT.head_modules {
-            push(self.name(m.hf), m.role);
-        }
-        for i in 0..self.layers {
-            for m in BERT.layer {
-                push(self.name(&format!("{}.{i}.{}", BERT.layers, m.hf)), m.role);
             }
         }
         specs

@@ -284,15 +284,29 @@ impl Family {
         format!("{}.{i}.{}", self.layers, m.hf)
     }
 
+    /// Every module of a checkpoint with `layers` layers and its role, in checkpoint order:
+    /// the modules before the layers, each layer's, then those after.
+    pub fn modules(&self, layers: usize) -> Vec<(String, Role)> {
+        let global = |m: &Module| (m.hf.to_string(), m.role);
+        let layered = (0..layers).flat_map(|i| {
+            self.layer
+                .iter()
+                .map(move |m| (format!("{}.{i}.{}", self.layers, m.hf), m.role))
+        });
+        self.head_modules
+            .iter()
+            .map(global)
+            .chain(layered)
+            .chain(self.tail_modules.iter().map(global))
+            .collect()
+    }
+
     /// Every linear module of `layers` layers, layer by layer, in checkpoint order.
     pub fn linear_modules(&self, layers: usize) -> Vec<String> {
-        (0..layers)
-            .flat_map(|i| {
-                self.layer
-                    .iter()
-                    .filter(|m| m.role.is_linear())
-                    .map(move |m| format!("{}.{i}.{}", self.layers, m.hf))
-            })
+        self.modules(layers)
+            .into_iter()
+            .filter(|(_, role)| role.is_linear())
+            .map(|(name, _)| name)
             .collect()
     }
 

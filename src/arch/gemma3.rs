@@ -136,27 +136,14 @@ impl Gemma3 {
     }
 
     pub fn param_specs(&self) -> Vec<ParamSpec> {
-        let mut specs = Vec::new();
-        let mut push = |module: &str, role: Role| {
-            specs.push(ParamSpec::weight(
-                &format!("{module}.weight"),
-                &self.shape_of(role),
-            ));
-        };
-        for m in GEMMA3.head_modules {
-            push(m.hf, m.role);
-        }
-        for i in 0..self.layers {
-            for m in GEMMA3.layer {
-                push(&format!("{}.{i}.{}", GEMMA3.layers, m.hf), m.role);
-            }
-        }
-        for m in GEMMA3.tail_modules {
-            if m.role != Role::Head || !self.tied_embeddings {
-                push(m.hf, m.role);
-            }
-        }
-        specs
+        GEMMA3
+            .modules(self.layers)
+            .into_iter()
+            .filter(|(_, role)| *role != Role::Head || !self.tied_embeddings)
+            .map(|(module, role)| {
+                ParamSpec::weight(&format!("{module}.weight"), &self.shape_of(role))
+            })
+            .collect()
     }
 
     pub fn linear_modules(&self) -> Vec<String> {

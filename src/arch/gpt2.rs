@@ -97,24 +97,14 @@ impl Gpt2 {
 
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let mut specs = Vec::new();
-        let mut push = |module: String, role: Role| {
+        for (module, role) in GPT2.modules(self.layers) {
+            let module = self.name(&module);
             let shape = self.shape_of(role);
             specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
             if !matches!(role, Role::Embedding | Role::PositionEmbedding) {
                 let out = *shape.last().expect("a shape");
                 specs.push(ParamSpec::weight(&format!("{module}.bias"), &[out]));
             }
-        };
-        for m in GPT2.head_modules {
-            push(self.name(m.hf), m.role);
-        }
-        for i in 0..self.layers {
-            for m in GPT2.layer {
-                push(self.name(&format!("{}.{i}.{}", GPT2.layers, m.hf)), m.role);
-            }
-        }
-        for m in GPT2.tail_modules {
-            push(self.name(m.hf), m.role);
         }
         specs
     }

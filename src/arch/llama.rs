@@ -108,24 +108,14 @@ impl Llama {
 
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let mut specs = Vec::new();
-        let mut push = |module: &str, role: Role| {
+        for (module, role) in self.family.modules(self.layers) {
+            if role == Role::Head && self.tied_embeddings {
+                continue;
+            }
             let (shape, bias) = self.shape_of(role);
             specs.push(ParamSpec::weight(&format!("{module}.weight"), &shape));
             if bias {
                 specs.push(ParamSpec::weight(&format!("{module}.bias"), &shape[..1]));
-            }
-        };
-        for m in self.family.head_modules {
-            push(m.hf, m.role);
-        }
-        for i in 0..self.layers {
-            for m in self.family.layer {
-                push(&format!("{}.{i}.{}", self.family.layers, m.hf), m.role);
-            }
-        }
-        for m in self.family.tail_modules {
-            if m.role != Role::Head || !self.tied_embeddings {
-                push(m.hf, m.role);
             }
         }
         specs
