@@ -26,7 +26,8 @@ LETHE = os.environ.get("LETHE_BIN", "./target/release/lethe")
 LORA = ["--lora-rank", "16", "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
 METHODS = {
     # igs with its default objective: held-out-level, as the benchmark gives a held-out set
-    # (each forget answer pushed to the held-out answers' level, no further; docs/text.md)
+    # (the forget answers pushed, on average, to the held-out answers' level, no further;
+    # docs/text.md)
     "igs": ["--method", "igs"],
     # igs with NPO's objective (its default without a held-out set)
     "igs-npo": ["--method", "igs", "--objective", "npo"],
@@ -97,11 +98,34 @@ def figures(m, taught_utility):
     }
 
 
-def table(rows):
-    keys = list(next(iter(rows.values()))[0].keys())
-    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+REFERENCE = "reference (never saw the split)"
+AUCS = ["AUC loss", "AUC zlib", "AUC Min-K", "AUC Min-K++"]
+
+
+def bars(runs, reference):
+    """Which of the benchmark's bars the runs' means meet (docs/scenario.md): forget quality
+    ≥ 0.05, utility ≥ 0.95 × the taught model's, fact recall ≤ the reference's + 5 points, and
+    every attack's AUC within 0.05 of the reference's."""
+    mean = lambda k, rs: statistics.mean(r[k] for r in rs)
+    if (any(r[k] is None for r in runs for k in ["forget quality", "fact recall %"] + AUCS)
+            or any(r[k] is None for r in reference for k in ["fact recall %"] + AUCS)):
+        return "—"
+    met = [mean("forget quality", runs) >= 0.05,
+           mean("utility / taught", runs) >= 0.95,
+           mean("fact recall %", runs) <= mean("fact recall %", reference) + 5,
+           all(abs(mean(k, runs) - mean(k, reference)) <= 0.05 for k in AUCS)]
+    return f"{sum(met)}/4"
+
+
+def table(rows, reference):
+    keys = list(next(r for r in rows.values() if r)[0].keys())
+    lines = ["| model | runs | " + " | ".join(keys) + " | bars met |",
+             "|---|---|" + "---|" * len(keys) + "---|"]
     for label, runs in rows.items():
-        lines.append(f"| {label} | " + " | ".join(stat([r[k] for r in runs]) for k in keys) + " |")
+        if runs:
+            lines.append(f"| {label} | {len(runs)} | "
+                         + " | ".join(stat([r[k] for r in runs]) for k in keys)
+                         + f" | {bars(runs, reference) if label not in ('taught', REFERENCE) else ''} |")
     return "\n".join(lines)
 
 
@@ -113,6 +137,8 @@ def main():
     p.add_argument("--out")
     p.add_argument("--methods", help="comma-separated: only these methods (default: the size's)")
     p.add_argument("--seeds", help="comma-separated: only these seeds (default: the size's)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="write the tables from the runs already finished; run nothing")
     a = p.parse_args()
     size = dict(SIZES[a.size])
     if a.methods:
@@ -121,7 +147,8 @@ def main():
         size["seeds"] = [int(s) for s in a.seeds.split(",")]
     out = a.out or f"target/text-benchmark-{a.size}"
     os.makedirs(f"{out}/runs", exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "-q"], check=True)
+    if not a.tables_only:
+        subprocess.run(["cargo", "build", "--release", "-q"], check=True)
     device = ["--device", a.device]
 
     model = a.model
@@ -143,7 +170,7 @@ def main():
               f"{size['people']} people taught ({10 * size['people']} question/answer pairs); seeds "
               f"{', '.join(map(str, size['seeds']))}; every method {size['steps']} steps of batch 8, "
               f"LoRA rank 16 on all projections; retain measured on {size['retain_questions']} questions; "
-              "mean ± standard deviation over the seeds.\n"]
+              "mean ± standard deviation over the runs (one per seed).\n"]
     for split in size["splits"]:
         forget, retain = f"{data}/forget{split}.jsonl", f"{data}/retain{split}.jsonl"
         reference = f"{out}/reference{split}"
@@ -156,17 +183,19 @@ def main():
         reference_m = measured.pop("reference")
         taught_m = measured
         rows = {"taught": [figures(taught_m, taught_m["model_utility"])],
-                "reference (never saw the split)": [figures(reference_m, taught_m["model_utility"])]}
+                REFERENCE: [figures(reference_m, taught_m["model_utility"])]}
         budget = LORA + ["--steps", str(size["steps"]), "--batch-size", "8"]
         for method in size["methods"]:
             rows[method] = []
             for seed in size["seeds"]:
                 path = f"{out}/runs/{split}-{method}-{seed}.json"
+                if a.tables_only and not os.path.exists(path):
+                    continue
                 once(path, lambda: lethe(["unlearn-text", taught] + sets + budget + METHODS[method]
                                          + ["--seed", str(seed)], path))
                 r = json.load(open(path))
                 rows[method].append(figures(r["metrics"]["after"], taught_m["model_utility"]))
-        report.append(f"\n## forget {int(split)} % ({sum(1 for _ in open(forget))} pairs)\n\n{table(rows)}\n")
+        report.append(f"\n## forget {int(split)} % ({sum(1 for _ in open(forget))} pairs)\n\n{table(rows, rows[REFERENCE])}\n")
     with open(f"{out}/tables.md", "w") as f:
         f.write("\n".join(report))
     print("\n".join(report))
