@@ -17,7 +17,7 @@ pub enum ForgetObjective {
     /// Raise the forget set's cross-entropy (true labels) to the model's loss on held-out data,
     /// and no further: max(0, τ − CE_forget), τ = mean test cross-entropy before unlearning.
     /// For forgetting random samples, whose forgotten state is "looks like unseen data". Text
-    /// models: max(0, τ − the batch's mean NLL per answer token), τ the mean NLL per token of the
+    /// models: per forget answer, max(0, τ − its NLL per token), τ the mean NLL per token of the
     /// held-out set's answers (`--holdout-set`) before unlearning.
     HeldOutLevel,
     /// Text models: negative preference optimisation, (2/β)·mean softplus(β·(log π − log π_ref))
