@@ -26,8 +26,7 @@ LETHE = os.environ.get("LETHE_BIN", "./target/release/lethe")
 LORA = ["--lora-rank", "16", "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
 METHODS = {
     # igs with its default objective: held-out-level, as the benchmark gives a held-out set
-    # (the forget answers pushed, on average, to the held-out answers' level, no further;
-    # docs/text.md)
+    # (each forget answer pushed to the held-out answers' level, no further; docs/text.md)
     "igs": ["--method", "igs"],
     # igs with NPO's objective (its default without a held-out set)
     "igs-npo": ["--method", "igs", "--objective", "npo"],
@@ -117,7 +116,8 @@ def bars(runs, reference):
     return f"{sum(met)}/4"
 
 
-def table(rows, reference):
+def table(rows):
+    reference = rows[REFERENCE]
     keys = list(next(r for r in rows.values() if r)[0].keys())
     lines = ["| model | runs | " + " | ".join(keys) + " | bars met |",
              "|---|---|" + "---|" * len(keys) + "---|"]
@@ -195,7 +195,7 @@ def main():
                                          + ["--seed", str(seed)], path))
                 r = json.load(open(path))
                 rows[method].append(figures(r["metrics"]["after"], taught_m["model_utility"]))
-        report.append(f"\n## forget {int(split)} % ({sum(1 for _ in open(forget))} pairs)\n\n{table(rows, rows[REFERENCE])}\n")
+        report.append(f"\n## forget {int(split)} % ({sum(1 for _ in open(forget))} pairs)\n\n{table(rows)}\n")
     with open(f"{out}/tables.md", "w") as f:
         f.write("\n".join(report))
     print("\n".join(report))

@@ -273,16 +273,13 @@ fn weights_in_an_external_data_file_load_in_onnx_runtime() {
 /// The real all-MiniLM-L6-v2, fetched by scripts/fetch-minilm.sh (run by .ci/run).
 #[test]
 fn real_minilm_matches_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must fetch MiniLM (scripts/fetch-minilm.sh)"
-        );
-        eprintln!("skipped: run scripts/fetch-minilm.sh");
+    let Some(weights) = common::prepared(
+        ".lethe/models/all-MiniLM-L6-v2/model.safetensors",
+        "scripts/fetch-minilm.sh",
+    ) else {
         return;
-    }
-    let (model, params) = open(&dir);
+    };
+    let (model, params) = open(weights.parent().unwrap());
     let e = load_expected(&fixture("minilm-expected.safetensors"));
     let y = model.run(&params, &e.ids, &e.mask, 1.0).unwrap();
     let d = max_diff_on_tokens(&y, &e.output, &e.mask);

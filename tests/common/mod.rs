@@ -182,50 +182,40 @@ pub fn gguf<S: AsRef<str>>(
     out
 }
 
-/// The real SmolLM2-135M-Instruct GGUF (scripts/fetch-smollm2.sh; CI always fetches it), or None
-/// with a note when it is not here outside CI.
+/// `relative` under the repository root when a setup script has put it there, else None with a
+/// note (outside CI) or a failure (CI always runs `script`).
+pub fn prepared(relative: &str, script: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run {script} (it provides {relative})"
+    );
+    eprintln!("skipped: run {script}");
+    None
+}
+
+/// The real SmolLM2-135M-Instruct GGUF (scripts/fetch-smollm2.sh).
 pub fn smollm2_gguf() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must fetch the model (scripts/fetch-smollm2.sh)"
-    );
-    eprintln!("skipped: run scripts/fetch-smollm2.sh");
-    None
+    prepared(
+        ".lethe/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "scripts/fetch-smollm2.sh",
+    )
 }
 
-/// The real Gemma-3-270M GGUF (scripts/fetch-gemma3.sh; CI always fetches it), or None with a
-/// note when it is not here outside CI.
+/// The real Gemma-3-270M GGUF (scripts/fetch-gemma3.sh).
 pub fn gemma3_gguf() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/models/gemma-3-270m-q4_k_m.gguf");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must fetch the model (scripts/fetch-gemma3.sh)"
-    );
-    eprintln!("skipped: run scripts/fetch-gemma3.sh");
-    None
+    prepared(
+        ".lethe/models/gemma-3-270m-q4_k_m.gguf",
+        "scripts/fetch-gemma3.sh",
+    )
 }
 
-/// The Python reference environment's interpreter (scripts/python-refenv.sh; CI always installs
-/// it), or None with a note when it is not here outside CI.
+/// The Python reference environment's interpreter (scripts/python-refenv.sh).
 pub fn refenv_python() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".lethe/refenv/bin/python");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install the Python reference environment (scripts/python-refenv.sh)"
-    );
-    eprintln!("skipped: run scripts/python-refenv.sh");
-    None
+    prepared(".lethe/refenv/bin/python", "scripts/python-refenv.sh")
 }
 
 /// `lethe ARGS` run from `dir`.
