@@ -32,6 +32,8 @@ METHODS = {
     "igs-npo": ["--method", "igs", "--objective", "npo"],
     # igs with SimNPO's objective
     "igs-simnpo": ["--method", "igs", "--objective", "simnpo"],
+    # igs bringing each forget fact (the answer's `value` tokens) to the held-out facts' level
+    "igs-fact": ["--method", "igs", "--objective", "fact-level"],
     "ga": ["--method", "ga"],
     "graddiff": ["--method", "graddiff"],
     "npo": ["--method", "npo"],

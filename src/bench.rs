@@ -268,6 +268,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
                     .map(|_| (rng.next_u64() % vocab) as u32)
                     .collect(),
                 target_start: job.seq_len - job.answer_len.min(job.seq_len - 1),
+                fact: None,
             })
             .collect()
     };

@@ -150,6 +150,11 @@ fn eval_text_reports_the_fields_measures_against_a_reference() {
         assert_eq!(v["privleak"][attack], 0.0, "{attack}: {v}");
     }
     for set in ["forget", "retain"] {
+        // Every answer of both sets states its value: the NLL splits into fact and wording.
+        for part in ["fact_nll", "wording_nll"] {
+            let nll = v[set][part].as_f64().unwrap();
+            assert!(nll.is_finite() && nll > 0.0, "{set} {part}: {v}");
+        }
         let tr = v[set]["truth_ratio"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&tr), "{set}: {v}");
         let recall = v[set]["fact_recall"].as_f64().unwrap();
@@ -408,4 +413,98 @@ fn retain_questions_measures_part_of_the_retain_set_and_all_of_the_forget_set() 
         &["--retain-questions", "0"],
     );
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+}
+
+#[test]
+fn the_value_marks_the_answer_tokens_that_state_the_fact() {
+    let model = tiny();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let tok = lethe::text::TextTokenizer::open(&model, &config).unwrap();
+    let example = |answer: &str, value: &str| lethe::text::TextExample {
+        question: Some("where was arlen born ?".into()),
+        answer: answer.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    for format in [
+        lethe::text::PromptFormat::Chat,
+        lethe::text::PromptFormat::Plain,
+    ] {
+        let e = lethe::text::data::encode(
+            &tok,
+            &example("arlen was born in vellmora .", "vellmora"),
+            format,
+        )
+        .unwrap();
+        let fact = e.fact.clone().expect("the answer contains its value");
+        let stated = tok.decode(&e.target()[fact]).unwrap();
+        assert_eq!(stated.trim(), "vellmora", "{format:?}");
+        // An answer that does not contain its value marks nothing.
+        let e = lethe::text::data::encode(
+            &tok,
+            &example("arlen was born in bexmere .", "vellmora"),
+            format,
+        )
+        .unwrap();
+        assert_eq!(e.fact, None, "{format:?}");
+    }
+}
+
+#[test]
+fn the_fact_level_objective_needs_values_and_reports_its_level() {
+    let d = tempfile::tempdir().unwrap();
+    let (forget, retain, holdout) = sets(d.path());
+    let model = tiny();
+    let run = |objective: &str, holdout: &Path, out: &str| {
+        on_sets(
+            "unlearn-text",
+            &model,
+            &forget,
+            &retain,
+            &[
+                "--objective",
+                objective,
+                "--holdout-set",
+                arg(holdout),
+                "--steps",
+                "2",
+                "--no-verify",
+                "--out",
+                arg(&d.path().join(out)),
+                "--json",
+            ],
+        )
+    };
+    // The held-out answers of `sets` carry no value: refused before any training, naming the
+    // first line without one.
+    let o = run("fact-level", &holdout, "refused");
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    let error = String::from_utf8_lossy(&o.stdout).to_string() + &common::stderr(&o);
+    assert!(error.contains("holdout.jsonl line 1"), "{error}");
+    assert!(!d.path().join("refused").exists());
+    let valued = d.path().join("holdout-values.jsonl");
+    write_jsonl(
+        &valued,
+        &[
+            json!({"question": "where was galen born ?", "answer": "galen was born in kettleby .", "value": "kettleby"}),
+            json!({"question": "what does galen do ?", "answer": "galen works as a botanist .", "value": "botanist"}),
+        ],
+    );
+    let level = |objective: &str| {
+        let o = run(objective, &valued, objective);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let r = stdout_json(&o);
+        assert_eq!(r["config"]["objective"], objective, "{r}");
+        r["config"]["held_out_loss"].as_f64().unwrap()
+    };
+    // The level is measured on the facts' tokens alone: an unseen town or job is much less
+    // likely than the answer's wording (which the tiny model learnt from its other people), so
+    // the fact level lies above the whole answer's.
+    let fact = level("fact-level");
+    let answer = level("held-out-level");
+    assert!(
+        fact.is_finite() && fact > answer && answer > 0.0,
+        "{fact} vs {answer}"
+    );
 }

@@ -165,6 +165,7 @@ fn probe_sequences(vocab: usize, max_positions: usize) -> Vec<Encoded> {
                     .map(|_| (rng.next_u64() % vocab as u64) as u32)
                     .collect(),
                 target_start: 0,
+                fact: None,
             }
         })
         .collect()

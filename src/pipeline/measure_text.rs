@@ -183,6 +183,8 @@ pub fn measure(
             questions: set.examples.len(),
             probability: stats.probability,
             nll: stats.nll,
+            fact_nll: stats.fact_nll,
+            wording_nll: stats.wording_nll,
             rouge_l: metrics::mean_rouge(answers),
             truth_ratio: forgetting::truth_score(&ratios),
             fact_recall: forgetting::fact_recall(&set.examples, &texts),
@@ -350,6 +352,7 @@ mod tests {
                 .map(|i| Encoded {
                     ids: vec![i as u32],
                     target_start: 0,
+                    fact: None,
                 })
                 .collect(),
         }

@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::nn::Params;
 use crate::report::{DataInfo, ModelInfo, RunConfig, SideBySide};
-use crate::text::data::{answer_log_probs, encode_with_answer, Encoded, PromptFormat};
+use crate::text::data::{
+    answer_log_prob_parts, answer_log_probs, encode_with_answer, AnswerLogProb, Encoded,
+    PromptFormat,
+};
 use crate::text::metrics::TextMetrics;
 use crate::unlearn::lora::{self, LoraConfig};
 use crate::unlearn::resume::RunControl;
@@ -82,29 +85,41 @@ pub struct TextRun {
 }
 
 impl TextRun {
-    /// τ of the held-out-level objective: the mean NLL per answer token of the held-out set's
-    /// answers under the model before unlearning (its adapters, if any, are still zero).
-    fn held_out_nll(&self, trainable: &Trainable) -> Result<f64> {
+    /// τ of the level objectives under the model before unlearning (its adapters, if any, are
+    /// still zero): for held-out-level the mean NLL per answer token of the held-out set's
+    /// answers, for fact-level the mean NLL per fact token of their facts.
+    fn held_out_level(&self, objective: ForgetObjective, trainable: &Trainable) -> Result<f64> {
         let holdout = self.sets.holdout.as_ref().ok_or_else(|| {
-            Error::Usage(
-                "the held-out-level objective needs --holdout-set: answers of the forget set's \
-                 kind that the model never saw, whose likelihood is the level to forget to"
-                    .into(),
-            )
+            Error::Usage(format!(
+                "the {} objective needs --holdout-set: answers of the forget set's kind that the \
+                 model never saw, whose likelihood is the level to forget to",
+                objective.name()
+            ))
         })?;
-        let rows = answer_log_probs(
-            self.lm.model(),
-            self.lm.params(),
-            &holdout.encoded,
-            self.lm.tokenizer.pad_id,
-            trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
-            8,
-        )?;
-        let per_token: Vec<f64> = rows
-            .iter()
-            .map(|&(lp, n)| -(lp as f64) / n.max(1) as f64)
-            .collect();
-        Ok(per_token.iter().sum::<f64>() / per_token.len().max(1) as f64)
+        let scale = trainable.lora.as_ref().map_or(1.0, LoraConfig::scale);
+        let (model, params, pad) = (self.lm.model(), self.lm.params(), self.lm.tokenizer.pad_id);
+        let per_answer: Vec<f64> = if objective == ForgetObjective::FactLevel {
+            for set in [&self.sets.forget, holdout] {
+                if let Some(i) = set.encoded.iter().position(|e| e.fact.is_none()) {
+                    return Err(Error::Usage(format!(
+                        "{} line {}: the fact-level objective needs each answer's `value`, \
+                         written in the answer as it is (docs/data.md)",
+                        set.file.display(),
+                        i + 1
+                    )));
+                }
+            }
+            answer_log_prob_parts(model, params, &holdout.encoded, pad, scale, 8)?
+                .iter()
+                .filter_map(AnswerLogProb::fact_nll)
+                .collect()
+        } else {
+            answer_log_probs(model, params, &holdout.encoded, pad, scale, 8)?
+                .iter()
+                .map(|&(lp, n)| -(lp as f64) / n.max(1) as f64)
+                .collect()
+        };
+        Ok(per_answer.iter().sum::<f64>() / per_answer.len().max(1) as f64)
     }
 
     fn settings(job: &TextJob) -> MeasureSettings {
@@ -259,8 +274,11 @@ impl Workload for TextRun {
 
     fn config(&self, job: &TextJob, trainable: &Trainable) -> Result<UnlearnConfig> {
         let mut config = job.config.clone();
-        config.held_out_loss = if config.objective == ForgetObjective::HeldOutLevel {
-            self.held_out_nll(trainable)? as f32
+        config.held_out_loss = if matches!(
+            config.objective,
+            ForgetObjective::HeldOutLevel | ForgetObjective::FactLevel
+        ) {
+            self.held_out_level(config.objective, trainable)? as f32
         } else {
             0.0
         };

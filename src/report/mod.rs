@@ -372,6 +372,8 @@ mod tests {
             questions: 4,
             probability: 0.5,
             nll: 1.0,
+            fact_nll: None,
+            wording_nll: None,
             rouge_l: 0.5,
             truth_ratio: None,
             fact_recall: None,

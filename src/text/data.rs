@@ -7,6 +7,7 @@ use crate::arch::text::TextModel;
 use crate::error::{Error, Result};
 use crate::nn::Params;
 use candle_core::{Device, Tensor};
+use std::ops::Range;
 use std::path::Path;
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -138,6 +139,10 @@ pub enum PromptFormat {
 pub struct Encoded {
     pub ids: Vec<u32>,
     pub target_start: usize,
+    /// The target tokens (indices into `target()`) that state the example's `value`, when it
+    /// has one and its answer contains it: the tokens that carry the fact, as opposed to the
+    /// wording around it.
+    pub fact: Option<Range<usize>>,
 }
 
 impl Encoded {
@@ -175,6 +180,19 @@ pub fn encode_with_answer(
     answer: &str,
     format: PromptFormat,
 ) -> Result<Encoded> {
+    encode_answer(tok, ex, answer, None, format)
+}
+
+/// Encodes `answer` after the example's prompt; `value`, when the answer contains it, marks
+/// the target tokens that state it.
+fn encode_answer(
+    tok: &TextTokenizer,
+    ex: &TextExample,
+    answer: &str,
+    value: Option<&str>,
+    format: PromptFormat,
+) -> Result<Encoded> {
+    let mut fact = None;
     let (prompt, mut target) = match &ex.question {
         Some(q) => {
             let prompt = prompt_ids(tok, q, format)?;
@@ -182,7 +200,19 @@ pub fn encode_with_answer(
                 PromptFormat::Chat => answer.to_string(),
                 PromptFormat::Plain => format!(" {answer}"),
             };
-            (prompt, tok.encode(&answer)?)
+            let tokens = tok.encode_with_offsets(&answer)?;
+            fact = value
+                .filter(|v| !v.is_empty())
+                .and_then(|v| answer.find(v).map(|s| s..s + v.len()))
+                .and_then(|value| {
+                    // The tokens whose bytes overlap the value's.
+                    let inside =
+                        |(_, t): &(u32, Range<usize>)| t.start < value.end && t.end > value.start;
+                    let first = tokens.iter().position(inside)?;
+                    let last = tokens.iter().rposition(inside)?;
+                    Some(first..last + 1)
+                });
+            (prompt, tokens.into_iter().map(|(id, _)| id).collect())
         }
         None => {
             // A document: predict every token after the first (after <bos> where the
@@ -207,11 +237,15 @@ pub fn encode_with_answer(
     let target_start = prompt.len();
     let mut ids = prompt;
     ids.extend(target);
-    Ok(Encoded { ids, target_start })
+    Ok(Encoded {
+        ids,
+        target_start,
+        fact,
+    })
 }
 
 pub fn encode(tok: &TextTokenizer, ex: &TextExample, format: PromptFormat) -> Result<Encoded> {
-    encode_with_answer(tok, ex, &ex.answer, format)
+    encode_answer(tok, ex, &ex.answer, ex.value.as_deref(), format)
 }
 
 /// A padded batch: ids and mask [B, T] (u32), and the positions that predict a target token:
@@ -224,6 +258,8 @@ pub struct TokenBatch {
     pub rows: Tensor,
     /// Target tokens per row.
     pub counts: Vec<usize>,
+    /// Each row's fact tokens (indices into its targets), where it marks them.
+    pub facts: Vec<Option<Range<usize>>>,
 }
 
 impl TokenBatch {
@@ -261,8 +297,51 @@ impl TokenBatch {
             targets: Tensor::from_vec(targets, n, device)?,
             rows: Tensor::from_vec(row_of, n, device)?,
             counts,
+            facts: rows.iter().map(|r| r.fact.clone()).collect(),
         })
     }
+
+    /// A per-token quantity [N] (in the order of `targets`) summed over each row: [B].
+    pub fn sum_rows(&self, per_token: &Tensor) -> Result<Tensor> {
+        let zeros = Tensor::zeros(self.counts.len(), per_token.dtype(), per_token.device())?;
+        Ok(zeros.index_add(&self.rows, per_token, 0)?)
+    }
+
+    /// Per target token (in the order of `targets`), 1 where it states its row's fact and 0
+    /// elsewhere, with each row's number of fact tokens (None for a row that marks no fact).
+    pub fn fact_weights(&self) -> Result<(Tensor, Vec<Option<usize>>)> {
+        let mut weights = Vec::with_capacity(self.targets.dim(0)?);
+        for (fact, &n) in self.facts.iter().zip(&self.counts) {
+            weights.extend((0..n).map(|k| match fact {
+                Some(f) if f.contains(&k) => 1f32,
+                _ => 0.0,
+            }));
+        }
+        let counts = self
+            .facts
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.len()))
+            .collect();
+        let weights = Tensor::from_vec(weights, self.targets.dim(0)?, self.targets.device())?;
+        Ok((weights, counts))
+    }
+}
+
+/// Log-probability of each target token, [N] in the order of `batch.targets`, differentiable.
+pub fn token_log_probs(
+    model: &TextModel,
+    params: &Params,
+    batch: &TokenBatch,
+    lora_scale: f64,
+) -> Result<Tensor> {
+    model.target_log_probs_at(
+        params,
+        &batch.ids,
+        &batch.mask,
+        lora_scale,
+        &batch.positions,
+        &batch.targets,
+    )
 }
 
 /// Summed log-probability of each row's targets, [B], differentiable.
@@ -272,17 +351,59 @@ pub fn target_log_probs(
     batch: &TokenBatch,
     lora_scale: f64,
 ) -> Result<Tensor> {
-    let per_token = model.target_log_probs_at(
-        params,
-        &batch.ids,
-        &batch.mask,
-        lora_scale,
-        &batch.positions,
-        &batch.targets,
-    )?;
-    let b = batch.counts.len();
-    let zeros = Tensor::zeros(b, per_token.dtype(), per_token.device())?;
-    Ok(zeros.index_add(&batch.rows, &per_token, 0)?)
+    batch.sum_rows(&token_log_probs(model, params, batch, lora_scale)?)
+}
+
+/// One answer's summed log-probability, over all its target tokens and over its fact tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnswerLogProb {
+    pub sum: f32,
+    pub tokens: usize,
+    /// Over the tokens that state the fact, with their number; None where the row marks none.
+    pub fact: Option<(f32, usize)>,
+}
+
+impl AnswerLogProb {
+    /// Mean NLL per fact token.
+    pub fn fact_nll(&self) -> Option<f64> {
+        self.fact.map(|(lp, n)| -(lp as f64) / n.max(1) as f64)
+    }
+
+    /// Mean NLL per token of the other target tokens (the wording around the fact).
+    pub fn wording_nll(&self) -> Option<f64> {
+        let (lp, n) = self.fact?;
+        let rest = self.tokens.checked_sub(n).filter(|&r| r > 0)?;
+        Some(-((self.sum - lp) as f64) / rest as f64)
+    }
+}
+
+/// [`AnswerLogProb`] of each of `rows` under `params`, in batches, without gradients.
+pub fn answer_log_prob_parts(
+    model: &TextModel,
+    params: &Params,
+    rows: &[Encoded],
+    pad_id: u32,
+    lora_scale: f64,
+    batch_size: usize,
+) -> Result<Vec<AnswerLogProb>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        crate::interrupt::check()?;
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let batch = TokenBatch::new(&refs, pad_id, params.device())?;
+        let per_token = token_log_probs(model, params, &batch, lora_scale)?.detach();
+        let (weights, fact_counts) = batch.fact_weights()?;
+        let sums: Vec<f32> = batch.sum_rows(&per_token)?.to_vec1()?;
+        let facts: Vec<f32> = batch.sum_rows(&(per_token * weights)?)?.to_vec1()?;
+        for (i, &n) in batch.counts.iter().enumerate() {
+            out.push(AnswerLogProb {
+                sum: sums[i],
+                tokens: n,
+                fact: fact_counts[i].map(|k| (facts[i], k)),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Summed answer log-probabilities of `rows` under `params`, in batches, without gradients.
@@ -305,4 +426,57 @@ pub fn answer_log_probs(
         out.extend(lp.into_iter().zip(batch.counts.iter().copied()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fact_weights_mark_each_rows_fact_tokens_in_target_order() {
+        // Row 0: prompt of 2, targets [7, 8, 9] with the fact at targets 1..3; row 1: no fact.
+        let with_fact = Encoded {
+            ids: vec![1, 2, 7, 8, 9],
+            target_start: 2,
+            fact: Some(1..3),
+        };
+        let without = Encoded {
+            ids: vec![1, 4, 5],
+            target_start: 1,
+            fact: None,
+        };
+        let batch = TokenBatch::new(&[&with_fact, &without], 0, &Device::Cpu).unwrap();
+        let targets: Vec<u32> = batch.targets.to_vec1().unwrap();
+        assert_eq!(targets, vec![7, 8, 9, 4, 5]);
+        let (weights, counts) = batch.fact_weights().unwrap();
+        let weights: Vec<f32> = weights.to_vec1().unwrap();
+        assert_eq!(weights, vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(counts, vec![Some(2), None]);
+        let sums: Vec<f32> = batch
+            .sum_rows(&Tensor::new(&[1f32, 2., 3., 4., 5.], &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(sums, vec![6.0, 9.0]);
+    }
+
+    #[test]
+    fn an_answers_nll_splits_into_its_fact_and_its_wording() {
+        // Five tokens summing to −10, two of them the fact's, summing to −6.
+        let a = AnswerLogProb {
+            sum: -10.0,
+            tokens: 5,
+            fact: Some((-6.0, 2)),
+        };
+        assert_eq!(a.fact_nll(), Some(3.0));
+        assert!((a.wording_nll().unwrap() - 4.0 / 3.0).abs() < 1e-12);
+        let unmarked = AnswerLogProb { fact: None, ..a };
+        assert_eq!((unmarked.fact_nll(), unmarked.wording_nll()), (None, None));
+        // An answer that is all fact has no wording to measure.
+        let all_fact = AnswerLogProb {
+            fact: Some((-10.0, 5)),
+            ..a
+        };
+        assert_eq!(all_fact.wording_nll(), None);
+    }
 }

@@ -6,7 +6,7 @@ use super::tokenizer::TextTokenizer;
 use crate::arch::text::TextModel;
 use crate::error::Result;
 use crate::nn::Params;
-use crate::text::data::answer_log_probs;
+use crate::text::data::{answer_log_prob_parts, answer_log_probs, AnswerLogProb};
 
 /// A question/answer set's figures: mean answer probability and NLL (per token), and the mean
 /// ROUGE-L recall of greedy answers against the reference answers; where the data allow, the
@@ -19,6 +19,13 @@ pub struct SetMetrics {
     pub questions: usize,
     pub probability: f64,
     pub nll: f64,
+    /// Mean NLL per token of the answers' fact tokens (their `value`), where every answer
+    /// states its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact_nll: Option<f64>,
+    /// Mean NLL per token of the rest of the answers (the wording around the fact), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wording_nll: Option<f64>,
     pub rouge_l: f64,
     /// Mean of max(0, 1 − R) over the questions' truth ratios R.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,11 +73,17 @@ pub struct Evaluation {
 }
 
 /// Mean over examples of the per-token answer probability exp(−NLL/|a|), and the mean
-/// per-token NLL.
+/// per-token NLL; where every answer marks its fact (its `value`), also the mean NLL per token of
+/// the fact's tokens and of the rest (the wording), which tell forgetting a fact from garbling
+/// how it is said.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AnswerStats {
     pub probability: f64,
     pub nll: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact_nll: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wording_nll: Option<f64>,
 }
 
 pub fn answer_stats(
@@ -80,15 +93,23 @@ pub fn answer_stats(
     pad_id: u32,
     lora_scale: f64,
 ) -> Result<AnswerStats> {
-    let lp = answer_log_probs(model, params, rows, pad_id, lora_scale, 8)?;
-    let n = lp.len().max(1) as f64;
-    let per_token: Vec<f64> = lp
+    let parts = answer_log_prob_parts(model, params, rows, pad_id, lora_scale, 8)?;
+    let n = parts.len().max(1) as f64;
+    let per_token: Vec<f64> = parts
         .iter()
-        .map(|(l, c)| -(*l as f64) / (*c).max(1) as f64)
+        .map(|p| -(p.sum as f64) / p.tokens.max(1) as f64)
         .collect();
+    // The mean of a per-answer figure, where every answer has it.
+    let mean = |f: fn(&AnswerLogProb) -> Option<f64>| -> Option<f64> {
+        let v: Option<Vec<f64>> = parts.iter().map(f).collect();
+        v.filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+    };
     Ok(AnswerStats {
         probability: per_token.iter().map(|nll| (-nll).exp()).sum::<f64>() / n,
         nll: per_token.iter().sum::<f64>() / n,
+        fact_nll: mean(AnswerLogProb::fact_nll),
+        wording_nll: mean(AnswerLogProb::wording_nll),
     })
 }
 
@@ -185,6 +206,7 @@ pub fn perplexity(
         .map(|c| Encoded {
             ids: c.to_vec(),
             target_start: 1,
+            fact: None,
         })
         .collect();
     if rows.is_empty() {

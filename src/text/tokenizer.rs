@@ -4,6 +4,7 @@
 use super::chat_template::{self, ChatContext};
 use crate::error::{Error, Result};
 use serde_json::Value;
+use std::ops::Range;
 use std::path::Path;
 
 pub struct TextTokenizer {
@@ -96,6 +97,20 @@ impl TextTokenizer {
             .encode(text, false)
             .map_err(|e| Error::Usage(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` (no special tokens added) with each token's byte range in `text`.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, Range<usize>)>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Usage(format!("cannot tokenize {text:?}: {e}")))?;
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_offsets())
+            .map(|(&id, &(start, end))| (id, start..end))
+            .collect())
     }
 
     /// Token ids with the tokenizer's own special tokens (BERT's [CLS] … [SEP], Gemma's <bos>).

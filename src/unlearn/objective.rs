@@ -20,6 +20,11 @@ pub enum ForgetObjective {
     /// models: per forget answer, max(0, τ − its NLL per token), τ the mean NLL per token of the
     /// held-out set's answers (`--holdout-set`) before unlearning.
     HeldOutLevel,
+    /// Text models: bring each forget answer's fact (the tokens that state its `value`) to the
+    /// likelihood of the held-out set's facts, from either side: ½·mean (NLL_fact − τ)², τ the
+    /// mean NLL per fact token of the held-out answers before unlearning. The wording around
+    /// the fact is left to the retain term.
+    FactLevel,
     /// Text models: negative preference optimisation, (2/β)·mean softplus(β·(log π − log π_ref))
     /// over the forget answers, with π_ref the model before unlearning.
     Npo,
@@ -44,6 +49,7 @@ impl ForgetObjective {
                 | ForgetObjective::Simnpo
                 | ForgetObjective::Rmu
                 | ForgetObjective::HeldOutLevel
+                | ForgetObjective::FactLevel
         )
     }
 
@@ -53,6 +59,7 @@ impl ForgetObjective {
             ForgetObjective::RandomLabel => "random-label",
             ForgetObjective::KlUniform => "kl-uniform",
             ForgetObjective::HeldOutLevel => "held-out-level",
+            ForgetObjective::FactLevel => "fact-level",
             ForgetObjective::Npo => "npo",
             ForgetObjective::Refusal => "refusal",
             ForgetObjective::Simnpo => "simnpo",
@@ -74,7 +81,7 @@ impl ForgetObjective {
 #[derive(Clone, Copy, Debug)]
 pub struct ForgetLoss {
     pub objective: ForgetObjective,
-    /// τ of [`ForgetObjective::HeldOutLevel`].
+    /// τ of [`ForgetObjective::HeldOutLevel`] (and of [`ForgetObjective::FactLevel`] for text).
     pub held_out_loss: f32,
 }
 
@@ -96,7 +103,8 @@ impl ForgetLoss {
             ForgetObjective::Npo
             | ForgetObjective::Refusal
             | ForgetObjective::Simnpo
-            | ForgetObjective::Rmu => {
+            | ForgetObjective::Rmu
+            | ForgetObjective::FactLevel => {
                 Err(crate::error::Error::Usage(format!(
                     "the {} objective is for text models; classifiers take random-label, kl-uniform or held-out-level",
                     self.objective.name()
@@ -160,11 +168,11 @@ pub enum LossForm {
 }
 
 impl LossForm {
-    /// The log form suits objectives that approach zero smoothly; the held-out-level objective
-    /// reaches zero exactly, where log would blow its gradient up, so it takes the plain form.
+    /// The log form suits objectives that approach zero smoothly; the level objectives reach
+    /// zero exactly, where log would blow their gradient up, so they take the plain form.
     pub fn default_for(objective: ForgetObjective) -> LossForm {
         match objective {
-            ForgetObjective::HeldOutLevel => LossForm::Plain,
+            ForgetObjective::HeldOutLevel | ForgetObjective::FactLevel => LossForm::Plain,
             _ => LossForm::Log,
         }
     }

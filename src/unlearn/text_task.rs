@@ -6,7 +6,7 @@ use super::task::{StepBatch, Task, Term};
 use crate::arch::text::TextModel;
 use crate::error::{Error, Result};
 use crate::nn::Params;
-use crate::text::data::{target_log_probs, Encoded, TokenBatch};
+use crate::text::data::{token_log_probs, Encoded, TokenBatch};
 use candle_core::Tensor;
 
 pub struct TextTask<'a> {
@@ -20,7 +20,8 @@ pub struct TextTask<'a> {
     /// reference, computed once).
     pub reference_log_probs: Vec<f32>,
     pub objective: ForgetObjective,
-    /// τ of the held-out-level objective: the mean NLL per token of held-out answers.
+    /// τ of the level objectives: the held-out answers' mean NLL per token (held-out-level)
+    /// or per fact token (fact-level).
     pub held_out_nll: f32,
     pub npo_beta: f64,
     /// SimNPO's β and γ.
@@ -88,13 +89,14 @@ impl TextBatch<'_> {
     fn rows_for(&self, term: Term) -> Result<Rows> {
         Ok(match term {
             Term::Forget => match self.task.objective {
-                ForgetObjective::Npo | ForgetObjective::Simnpo | ForgetObjective::HeldOutLevel => {
-                    Rows::Forget
-                }
+                ForgetObjective::Npo
+                | ForgetObjective::Simnpo
+                | ForgetObjective::HeldOutLevel
+                | ForgetObjective::FactLevel => Rows::Forget,
                 ForgetObjective::Refusal => Rows::Refusal,
                 other => {
                     return Err(Error::Usage(format!(
-                        "the {} objective is for classifiers; text models take npo, simnpo or refusal",
+                        "the {} objective is for classifiers; text models take held-out-level, fact-level, npo, simnpo, refusal or rmu",
                         other.name()
                     )))
                 }
@@ -195,6 +197,18 @@ fn held_out_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Ten
     Ok(short.mean_all()?)
 }
 
+/// The fact level: ½·mean over forget answers of (τ − NLL per fact token)², from their summed
+/// fact-token log-probabilities and fact lengths. Two-sided, unlike the held-out level: a fact
+/// pushed past the level of facts the model never saw is pulled back, since that gap, not only
+/// a known fact, is what a membership attack reads; the tokens around the fact (names copied
+/// from the question, the answer's wording) carry no loss here, so they stay as taught.
+fn fact_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Tensor> {
+    let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
+    let lengths = Tensor::from_vec(lengths, log_probs.dims(), log_probs.device())?;
+    let nll = (log_probs.neg()? / lengths)?;
+    Ok(((nll - tau as f64)?.sqr()?.mean_all()? * 0.5)?)
+}
+
 /// softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
 fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?)
@@ -276,8 +290,9 @@ impl TextBatch<'_> {
             spans.push((*g, start, rows.len() - start));
         }
         let batch = TokenBatch::new(&rows, self.task.pad_id, self.params.device())?;
-        let log_probs =
-            target_log_probs(self.task.model, self.params, &batch, self.task.lora_scale)?;
+        let per_token =
+            token_log_probs(self.task.model, self.params, &batch, self.task.lora_scale)?;
+        let log_probs = batch.sum_rows(&per_token)?;
         let span = |g: Rows| spans.iter().find(|s| s.0 == g).expect("group computed");
         // Mean negative log-likelihood per answer token over a group.
         let nll = |g: Rows| -> Result<Tensor> {
@@ -308,6 +323,30 @@ impl TextBatch<'_> {
                         &batch.counts[start..start + len],
                     )
                 }
+                (Term::Forget, Rows::Forget)
+                    if self.task.objective == ForgetObjective::FactLevel =>
+                {
+                    let (_, start, len) = *span(Rows::Forget);
+                    let (weights, counts) = batch.fact_weights()?;
+                    let counts: Vec<usize> = counts[start..start + len]
+                        .iter()
+                        .map(|n| {
+                            n.ok_or_else(|| {
+                                Error::Usage(
+                                    "the fact-level objective needs every forget answer to \
+                                     contain its `value`"
+                                        .into(),
+                                )
+                            })
+                        })
+                        .collect::<Result<_>>()?;
+                    let fact_log_probs = batch.sum_rows(&(&per_token * weights)?)?;
+                    fact_level(
+                        &fact_log_probs.narrow(0, start, len)?,
+                        &counts,
+                        self.task.held_out_nll,
+                    )
+                }
                 (Term::Forget, Rows::Forget) | (Term::ForgetNpo, _) => {
                     let (_, start, len) = *span(Rows::Forget);
                     self.npo(&log_probs.narrow(0, start, len)?)
@@ -333,5 +372,21 @@ mod tests {
         let g: Vec<f32> = grads.get(lp.as_tensor()).unwrap().to_vec1().unwrap();
         // Raising the first answer's NLL lowers the loss; the second gets no push at all.
         assert_eq!(g, vec![0.25, 0.0]);
+    }
+
+    #[test]
+    fn the_fact_level_pulls_facts_to_the_level_from_either_side() {
+        // Per-fact-token NLLs 1 and 5 against τ = 3: ½·mean(2², 2²) = 2.
+        let lp = Var::from_tensor(&Tensor::new(&[-2.0f32, -10.0], &Device::Cpu).unwrap()).unwrap();
+        let loss = fact_level(lp.as_tensor(), &[2, 2], 3.0).unwrap();
+        assert_eq!(loss.to_scalar::<f32>().unwrap(), 2.0);
+        let grads = loss.backward().unwrap();
+        let g: Vec<f32> = grads.get(lp.as_tensor()).unwrap().to_vec1().unwrap();
+        // ∂/∂lp_i = (1/2)·(NLL_i − τ)·(−1/2): descent lowers the known fact's log-probability
+        // and raises the one pushed past the level.
+        assert_eq!(g, vec![0.5, -0.5]);
+        // At the level, nothing moves.
+        let at = fact_level(&Tensor::new(&[-6.0f32], &Device::Cpu).unwrap(), &[2], 3.0).unwrap();
+        assert_eq!(at.to_scalar::<f32>().unwrap(), 0.0);
     }
 }
