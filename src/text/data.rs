@@ -406,7 +406,8 @@ pub fn answer_log_prob_parts(
     Ok(out)
 }
 
-/// Summed answer log-probabilities of `rows` under `params`, in batches, without gradients.
+/// Summed answer log-probabilities of `rows` under `params`, with their numbers of tokens, in
+/// batches, without gradients.
 pub fn answer_log_probs(
     model: &TextModel,
     params: &Params,
@@ -415,17 +416,12 @@ pub fn answer_log_probs(
     lora_scale: f64,
     batch_size: usize,
 ) -> Result<Vec<(f32, usize)>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        crate::interrupt::check()?;
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let batch = TokenBatch::new(&refs, pad_id, params.device())?;
-        let lp: Vec<f32> = target_log_probs(model, params, &batch, lora_scale)?
-            .detach()
-            .to_vec1()?;
-        out.extend(lp.into_iter().zip(batch.counts.iter().copied()));
-    }
-    Ok(out)
+    Ok(
+        answer_log_prob_parts(model, params, rows, pad_id, lora_scale, batch_size)?
+            .into_iter()
+            .map(|a| (a.sum, a.tokens))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
