@@ -288,7 +288,7 @@ pub fn run_text(job: &TextBenchJob) -> Result<TextBenchResult> {
         forget,
         refusals: Vec::new(),
         retain,
-        reference_log_probs: reference.iter().map(|r| r.0).collect(),
+        reference_log_probs: reference.iter().map(|r| r.sum).collect(),
         objective: crate::unlearn::ForgetObjective::Npo,
         held_out_nll: 0.0,
         npo_beta: crate::defaults::text::NPO_BETA,

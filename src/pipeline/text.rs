@@ -12,8 +12,7 @@ use crate::model::LanguageModel;
 use crate::nn::Params;
 use crate::report::{DataInfo, ModelInfo, RunConfig, SideBySide};
 use crate::text::data::{
-    answer_log_prob_parts, answer_log_probs, encode_with_answer, AnswerLogProb, Encoded,
-    PromptFormat,
+    answer_log_probs, encode_with_answer, AnswerLogProb, Encoded, PromptFormat,
 };
 use crate::text::metrics::TextMetrics;
 use crate::unlearn::lora::{self, LoraConfig};
@@ -96,9 +95,7 @@ impl TextRun {
                 objective.name()
             ))
         })?;
-        let scale = trainable.lora.as_ref().map_or(1.0, LoraConfig::scale);
-        let (model, params, pad) = (self.lm.model(), self.lm.params(), self.lm.tokenizer.pad_id);
-        let per_answer: Vec<f64> = if objective == ForgetObjective::FactLevel {
+        if objective == ForgetObjective::FactLevel {
             for set in [&self.sets.forget, holdout] {
                 if let Some(i) = set.encoded.iter().position(|e| e.fact.is_none()) {
                     return Err(Error::Usage(format!(
@@ -109,15 +106,19 @@ impl TextRun {
                     )));
                 }
             }
-            answer_log_prob_parts(model, params, &holdout.encoded, pad, scale, 8)?
-                .iter()
-                .filter_map(AnswerLogProb::fact_nll)
-                .collect()
+        }
+        let answers = answer_log_probs(
+            self.lm.model(),
+            self.lm.params(),
+            &holdout.encoded,
+            self.lm.tokenizer.pad_id,
+            trainable.lora.as_ref().map_or(1.0, LoraConfig::scale),
+            8,
+        )?;
+        let per_answer: Vec<f64> = if objective == ForgetObjective::FactLevel {
+            answers.iter().filter_map(AnswerLogProb::fact_nll).collect()
         } else {
-            answer_log_probs(model, params, &holdout.encoded, pad, scale, 8)?
-                .iter()
-                .map(|&(lp, n)| -(lp as f64) / n.max(1) as f64)
-                .collect()
+            answers.iter().map(AnswerLogProb::nll).collect()
         };
         Ok(per_answer.iter().sum::<f64>() / per_answer.len().max(1) as f64)
     }
@@ -251,8 +252,8 @@ impl Workload for TextRun {
             1.0,
             8,
         )?
-        .into_iter()
-        .map(|(lp, _)| lp)
+        .iter()
+        .map(|a| a.sum)
         .collect();
         Ok(m.metrics)
     }

@@ -364,6 +364,11 @@ pub struct AnswerLogProb {
 }
 
 impl AnswerLogProb {
+    /// Mean NLL per answer token.
+    pub fn nll(&self) -> f64 {
+        -(self.sum as f64) / self.tokens.max(1) as f64
+    }
+
     /// Mean NLL per fact token.
     pub fn fact_nll(&self) -> Option<f64> {
         self.fact.map(|(lp, n)| -(lp as f64) / n.max(1) as f64)
@@ -378,7 +383,7 @@ impl AnswerLogProb {
 }
 
 /// [`AnswerLogProb`] of each of `rows` under `params`, in batches, without gradients.
-pub fn answer_log_prob_parts(
+pub fn answer_log_probs(
     model: &TextModel,
     params: &Params,
     rows: &[Encoded],
@@ -404,24 +409,6 @@ pub fn answer_log_prob_parts(
         }
     }
     Ok(out)
-}
-
-/// Summed answer log-probabilities of `rows` under `params`, with their numbers of tokens, in
-/// batches, without gradients.
-pub fn answer_log_probs(
-    model: &TextModel,
-    params: &Params,
-    rows: &[Encoded],
-    pad_id: u32,
-    lora_scale: f64,
-    batch_size: usize,
-) -> Result<Vec<(f32, usize)>> {
-    Ok(
-        answer_log_prob_parts(model, params, rows, pad_id, lora_scale, batch_size)?
-            .into_iter()
-            .map(|a| (a.sum, a.tokens))
-            .collect(),
-    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::tokenizer::TextTokenizer;
 use crate::arch::text::TextModel;
 use crate::error::Result;
 use crate::nn::Params;
-use crate::text::data::{answer_log_prob_parts, answer_log_probs, AnswerLogProb};
+use crate::text::data::{answer_log_probs, AnswerLogProb};
 
 /// A question/answer set's figures: mean answer probability and NLL (per token), and the mean
 /// ROUGE-L recall of greedy answers against the reference answers; where the data allow, the
@@ -93,12 +93,9 @@ pub fn answer_stats(
     pad_id: u32,
     lora_scale: f64,
 ) -> Result<AnswerStats> {
-    let parts = answer_log_prob_parts(model, params, rows, pad_id, lora_scale, 8)?;
+    let parts = answer_log_probs(model, params, rows, pad_id, lora_scale, 8)?;
     let n = parts.len().max(1) as f64;
-    let per_token: Vec<f64> = parts
-        .iter()
-        .map(|p| -(p.sum as f64) / p.tokens.max(1) as f64)
-        .collect();
+    let per_token: Vec<f64> = parts.iter().map(AnswerLogProb::nll).collect();
     // The mean of a per-answer figure, where every answer has it.
     let mean = |f: fn(&AnswerLogProb) -> Option<f64>| -> Option<f64> {
         let v: Option<Vec<f64>> = parts.iter().map(f).collect();
@@ -217,6 +214,6 @@ pub fn perplexity(
     let lp = answer_log_probs(model, params, &rows, tok.pad_id, 1.0, 4)?;
     let (sum, count) = lp
         .iter()
-        .fold((0f64, 0usize), |(s, n), (l, c)| (s - *l as f64, n + c));
+        .fold((0f64, 0usize), |(s, n), a| (s - a.sum as f64, n + a.tokens));
     Ok((sum / count as f64).exp())
 }

@@ -170,10 +170,8 @@ impl TextBatch<'_> {
     /// SimNPO (Fan et al., 2024): (2/β)·mean softplus(β·log π(y|x)/|y| + γ) over the forget
     /// rows, from their summed answer log-probabilities and answer lengths.
     fn simnpo(&self, log_probs: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
-        let lengths = Tensor::from_vec(lengths, log_probs.dims(), self.params.device())?;
         let SimNpo { beta, gamma } = self.task.simnpo;
-        let x = (((log_probs / lengths)? * beta)? + gamma)?;
+        let x = ((nll_per_token(log_probs, lengths)? * -beta)? + gamma)?;
         Ok((softplus(&x)?.mean_all()? * (2.0 / beta))?)
     }
 }
@@ -190,10 +188,7 @@ impl TextBatch<'_> {
 /// answers were forgotten). The floor is per answer: a floor on the batch's mean NLL is met by
 /// ruining a few answers while the others stay as known as before (docs/scenario.md).
 fn held_out_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Tensor> {
-    let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
-    let lengths = Tensor::from_vec(lengths, log_probs.dims(), log_probs.device())?;
-    let nll = (log_probs.neg()? / lengths)?;
-    let short = (nll.neg()? + tau as f64)?.relu()?;
+    let short = (nll_per_token(log_probs, lengths)?.neg()? + tau as f64)?.relu()?;
     Ok(short.mean_all()?)
 }
 
@@ -203,10 +198,15 @@ fn held_out_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Ten
 /// a known fact, is what a membership attack reads; the tokens around the fact (names copied
 /// from the question, the answer's wording) carry no loss here, so they stay as taught.
 fn fact_level(log_probs: &Tensor, lengths: &[usize], tau: f32) -> Result<Tensor> {
+    let off = (nll_per_token(log_probs, lengths)? - tau as f64)?;
+    Ok((off.sqr()?.mean_all()? * 0.5)?)
+}
+
+/// Each row's mean NLL per token from its summed log-probability and its number of tokens.
+fn nll_per_token(log_probs: &Tensor, lengths: &[usize]) -> Result<Tensor> {
     let lengths: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
     let lengths = Tensor::from_vec(lengths, log_probs.dims(), log_probs.device())?;
-    let nll = (log_probs.neg()? / lengths)?;
-    Ok(((nll - tau as f64)?.sqr()?.mean_all()? * 0.5)?)
+    Ok((log_probs.neg()? / lengths)?)
 }
 
 /// softplus(x) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
